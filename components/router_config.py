@@ -1,0 +1,105 @@
+"""The crossbar configuration, generated from the environment.
+
+Never edited by hand: ports, the WAMP-CRA principal and the permissions all
+follow from :class:`sisock.config.Settings`. The secret itself is not written
+into the file; crossbar reads it from ``$WAMP_SECRET`` when it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from sisock.config import BASE_URI, Settings
+from .tls import CERT_NAME, KEY_NAME
+
+ALL = {"call": True, "register": True, "publish": True, "subscribe": True}
+NONE = {"call": False, "register": False, "publish": False, "subscribe": False}
+HUB_CLASS = "sisock.components.hub.Hub"
+
+
+def _perm(uri, match="prefix", **allow):
+    return {
+        "uri": uri,
+        "match": match,
+        "allow": {**NONE, **allow},
+        "disclose": {"caller": False, "publisher": False},
+        "cache": True,
+    }
+
+
+def roles() -> list[dict]:
+    """``server``: all of sisock, read-only OCS feeds, the meta API the hub
+    needs. ``anonymous`` (the open OCS port): OCS traffic only."""
+    return [
+        {
+            "name": "server",
+            "permissions": [
+                _perm(BASE_URI + ".", **ALL),
+                _perm("observatory.", subscribe=True),
+                _perm("wamp.session.on_leave", match="exact", subscribe=True),
+                _perm("wamp.session.get", match="exact", call=True),
+                _perm("wamp.registration.", call=True),
+            ],
+        },
+        {
+            "name": "anonymous",
+            "permissions": [_perm("observatory.", **ALL)],
+        },
+    ]
+
+
+def build(settings: Settings, with_hub: bool = True) -> dict:
+    websocket = {"type": "websocket", "serializers": ["msgpack", "json", "cbor"]}
+    router = {
+        "type": "router",
+        "realms": [{"name": settings.realm, "roles": roles()}],
+        "transports": [
+            {
+                "type": "web",
+                "endpoint": {
+                    "type": "tcp",
+                    "port": settings.tls_port,
+                    "interface": settings.bind_host,
+                    "tls": {"key": KEY_NAME, "certificate": CERT_NAME},
+                },
+                "paths": {
+                    "/": {"type": "nodeinfo"},
+                    "ws": {
+                        **websocket,
+                        "auth": {
+                            "wampcra": {
+                                "type": "static",
+                                "users": {
+                                    settings.wamp_user: {"secret": "$WAMP_SECRET", "role": "server"},
+                                },
+                            }
+                        },
+                    },
+                },
+            },
+            {
+                "type": "web",
+                "endpoint": {"type": "tcp", "port": settings.ocs_port, "interface": settings.bind_host},
+                "paths": {
+                    "/": {"type": "nodeinfo"},
+                    "ws": {**websocket, "auth": {"anonymous": {"type": "static", "role": "anonymous"}}},
+                },
+            },
+        ],
+        "components": [],
+    }
+    if with_hub:
+        router["components"].append(
+            {"type": "class", "classname": HUB_CLASS, "realm": settings.realm, "role": "server"}
+        )
+    return {"version": 2, "controller": {}, "workers": [router]}
+
+
+def write(cbdir: str, settings: Settings, with_hub: bool = True) -> str:
+    os.makedirs(cbdir, exist_ok=True)
+    path = os.path.join(cbdir, "config.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(build(settings, with_hub), f, indent=2, sort_keys=True)
+        f.write("\n")
+    return path

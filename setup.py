@@ -1,0 +1,57 @@
+"""Packaging for sisock.
+
+``components/`` and ``servers/`` live at the top of the repository (they are
+deployed and documented on their own) but are installed as the subpackages
+``sisock.components`` and ``sisock.servers``.
+"""
+
+from setuptools import setup
+
+BASE = [
+    "autobahn>=24.4",
+    "twisted>=24.3",
+    "txaio>=23.1",
+    "numpy>=1.24",
+    "msgpack>=1.0",
+    "pyopenssl>=23.0",
+    "service-identity>=23.1",
+]
+EXTRAS = {
+    "router": ["crossbar>=23.1", "cryptography>=42"],
+    "http": ["flask>=3.0", "orjson>=3.9"],
+    "g3": ["so3g>=0.1.15", "mysql-connector-python>=8.3", "sqlalchemy>=2.0"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+EXTRAS["test"] = ["pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4"]
+
+SERVERS = {
+    "sisock-weather-server": "sisock.servers.weather:main",
+}
+
+setup(
+    name="sisock",
+    version="0.2.0",
+    description="Serve live and archived housekeeping data to Grafana over WAMP",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="BSD-2-Clause",
+    python_requires=">=3.11",
+    packages=["sisock", "sisock.components", "sisock.servers"],
+    package_dir={
+        "sisock": "sisock",
+        "sisock.components": "components",
+        "sisock.servers": "servers",
+    },
+    package_data={"sisock.servers": ["weather_data/*.dat"]},
+    install_requires=BASE,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "sisock = sisock.components.cli:main",
+            "sisock-crossbar = sisock.components.crossbar:main",
+            "sisock-hub = sisock.components.hub:main",
+            "sisock-http = sisock.components.http.app:main",
+            *(f"{name} = {target}" for name, target in SERVERS.items()),
+        ]
+    },
+)

@@ -1,0 +1,130 @@
+"""The sisock API that DataNodeServers are written against.
+
+Names, signatures and URIs here are those of the original sisock, so servers
+written for it run unchanged. The module constants are read from the
+environment once, at import, as the original's were fixed at import.
+
+A DataNodeServer announces itself to the hub after registering its two
+procedures, and again whenever a (re)started hub asks, so the registry heals
+after a hub or router restart without the server being restarted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import threads
+from twisted.internet.defer import inlineCallbacks
+
+from sisock import contract
+from sisock.config import BASE_URI, REALM, Settings
+from sisock.session import AuthenticatedSession
+
+_settings = Settings.from_env()
+
+WAMP_USER = _settings.wamp_user
+WAMP_SECRET = _settings.wamp_secret
+SISOCK_HOST = _settings.crossbar_host
+SISOCK_PORT = _settings.tls_port
+OCS_PORT = _settings.ocs_port
+WAMP_URI = _settings.router_url
+
+__all__ = [
+    "BASE_URI", "REALM", "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "SISOCK_HOST", "SISOCK_PORT",
+    "OCS_PORT", "uri", "sisock_to_unix_time", "DataNodeServer",
+]
+
+
+def uri(s: str) -> str:
+    """The full URI of a procedure or topic: ``BASE_URI + "." + s``."""
+    return f"{BASE_URI}.{s}"
+
+
+def sisock_to_unix_time(t: float) -> float:
+    """A positive ``t`` is a UNIX time; zero or negative means ``-t`` seconds ago."""
+    return t if t > 0 else time.time() + t
+
+
+#: Published by the hub when it (re)starts: servers answer by announcing again.
+HUB_STARTED = uri("hub.started")
+
+
+class DataNodeServer(AuthenticatedSession):
+    """Base class of every DataNodeServer.
+
+    Subclasses set :attr:`name` and :attr:`description` and override either
+    :meth:`get_fields` / :meth:`get_data` (run in the reactor, may return
+    Deferreds) or :meth:`_get_fields_blocking` / :meth:`_get_data_blocking`
+    (run in a worker thread, for file and CPU work).
+    """
+
+    name: str | None = None
+    description: str | None = None
+
+    @inlineCallbacks
+    def onJoin(self, details):
+        self.log.info("joined {realm} as session {sid}", realm=details.realm, sid=details.session)
+        if not self.name:
+            raise ValueError(f"{type(self).__name__}.name must be set")
+        for proc, suffix in ((self.get_fields, "get_fields"), (self.get_data, "get_data")):
+            procedure = uri(f"consumer.{self.name}.{suffix}")
+            try:
+                yield self.register(proc, procedure)
+                self.log.debug("registered {p}", p=procedure)
+            except ApplicationError as exc:
+                self.log.error("could not register {p}: {e}", p=procedure, e=exc.error)
+        yield self.subscribe(self._on_hub_started, HUB_STARTED)
+        yield self._announce(details.session)
+        result = self.after_onJoin(details)
+        if result is not None:
+            yield result
+
+    @inlineCallbacks
+    def _announce(self, session_id):
+        try:
+            accepted = yield self.call(uri("data_node.add"), self.name, self.description, session_id)
+        except ApplicationError as exc:
+            if exc.error == "wamp.error.no_such_procedure":
+                self.log.info("hub not running yet; will announce {n} when it starts", n=self.name)
+            else:
+                self.log.error("hub refused to add {n}: {e}", n=self.name, e=exc.error)
+            return False
+        if accepted:
+            self.log.info("data node registered as {n}", n=self.name)
+        else:
+            self.log.error("hub refused data node {n}: the name is already taken", n=self.name)
+        return accepted
+
+    def _on_hub_started(self, *args, **kwargs):
+        if self.session_id is not None:
+            return self._announce(self.session_id)
+
+    def after_onJoin(self, details):
+        """Hook for subclasses that need to do more once joined."""
+
+    # -- the two procedures ------------------------------------------------
+
+    def get_fields(self, start, end):
+        """``(field, timeline)`` of the fields with data in ``[start, end]``."""
+        return threads.deferToThread(
+            self._get_fields_blocking, sisock_to_unix_time(start), sisock_to_unix_time(end)
+        )
+
+    def get_data(self, field, start, end, min_stride=None):
+        """Samples of ``field`` in ``[start, end]``, decimated to ``min_stride``."""
+        blocking = self._get_data_blocking
+        legacy = getattr(self, "get_data_blocking", None)
+        if legacy is not None:
+            blocking = legacy  # the name used by early versions of the API
+        d = threads.deferToThread(
+            blocking, list(field), sisock_to_unix_time(start), sisock_to_unix_time(end), min_stride
+        )
+        d.addCallback(contract.to_wire)
+        return d
+
+    def _get_fields_blocking(self, start, end):
+        raise NotImplementedError(f"{type(self).__name__} must override get_fields or _get_fields_blocking")
+
+    def _get_data_blocking(self, field, start, end, min_stride=None):
+        raise NotImplementedError(f"{type(self).__name__} must override get_data or _get_data_blocking")

@@ -1,0 +1,118 @@
+"""Settings read from the environment.
+
+Every process of a deployment (router, hub, bridge, each DataNodeServer) is
+configured by the same variables, so they are read in exactly one place.
+``Settings.from_env()`` is evaluated when called, not at import, so tests and
+the local stack can point a process at another router by changing the
+environment of the child they start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+
+REALM = "test_realm"
+BASE_URI = "org.simonsobservatory"
+
+#: The development secret the original sisock shipped with. Kept as the
+#: default so that routers and servers of existing deployments keep talking to
+#: each other; it is public, so it is refused off loopback unless explicitly
+#: allowed (see :func:`Settings.check_secret`).
+DEFAULT_WAMP_SECRET = "Q5#x4%HCmgTsS!Pj"
+DEFAULT_WAMP_USER = "server"
+
+LOG_LEVELS = ("critical", "error", "warn", "info", "debug", "trace")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be a port number (0-65535), got {value}")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` names this machine only (no one else can reach it)."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    wamp_user: str = DEFAULT_WAMP_USER
+    wamp_secret: str = DEFAULT_WAMP_SECRET
+    crossbar_host: str = "127.0.0.1"
+    tls_port: int = 8080
+    ocs_port: int = 8001
+    cert: str = os.path.join(".crossbar", "server_cert.pem")
+    http_port: int = 5000
+    bind_host: str = "127.0.0.1"
+    loglevel: str = "info"
+    realm: str = REALM
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        loglevel = (env.get("LOGLEVEL") or "info").lower()
+        if loglevel == "warning":
+            loglevel = "warn"
+        if loglevel not in LOG_LEVELS:
+            raise ConfigError(f"LOGLEVEL must be one of {', '.join(LOG_LEVELS)}, got {loglevel!r}")
+        return cls(
+            wamp_user=env.get("WAMP_USER") or DEFAULT_WAMP_USER,
+            wamp_secret=env.get("WAMP_SECRET") or DEFAULT_WAMP_SECRET,
+            crossbar_host=env.get("CROSSBAR_HOST") or "127.0.0.1",
+            tls_port=_int(env, "CROSSBAR_TLS_PORT", 8080),
+            ocs_port=_int(env, "CROSSBAR_OCS_PORT", 8001),
+            cert=env.get("SISOCK_CERT") or os.path.join(".crossbar", "server_cert.pem"),
+            http_port=_int(env, "PORT", 5000),
+            bind_host=env.get("BIND_HOST") or "127.0.0.1",
+            loglevel=loglevel,
+        )
+
+    @property
+    def router_url(self) -> str:
+        host = self.crossbar_host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"wss://{host}:{self.tls_port}/ws"
+
+    @property
+    def uses_default_secret(self) -> bool:
+        return self.wamp_secret == DEFAULT_WAMP_SECRET
+
+    def secret_warning(self, host: str | None = None) -> str | None:
+        """A warning to print when the public default secret guards a router
+        that other machines can reach; None when there is nothing to say."""
+        host = self.crossbar_host if host is None else host
+        if self.uses_default_secret and not is_loopback(host):
+            return (
+                f"WAMP_SECRET is the public development default but the router at {host} "
+                "is reachable from other machines: set WAMP_SECRET on the router and every server"
+            )
+        return None

@@ -1,0 +1,132 @@
+"""Connecting to the router: TLS trust, serializers, reconnect with backoff.
+
+One implementation for every process. A session is made afresh by the
+factory on each (re)connection, so a router restart is healed by the
+ClientService without anything else noticing except the session's own
+``onJoin`` running again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import txaio
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
+from autobahn.wamp.types import ComponentConfig
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import ssl
+from twisted.internet.endpoints import SSL4ClientEndpoint
+
+from sisock.config import ConfigError, Settings
+
+txaio.use_twisted()
+
+#: msgpack first (binary, faster for arrays of floats), JSON for old peers.
+SERIALIZERS = (MsgPackSerializer, JsonSerializer)
+
+#: WebSocket settings: large replies allowed, dead routers noticed within ~15 s.
+WEBSOCKET_OPTIONS = {
+    "maxFramePayloadSize": 0,
+    "maxMessagePayloadSize": 0,
+    "autoFragmentSize": 65536,
+    "autoPingInterval": 10.0,
+    "autoPingTimeout": 5.0,
+    "openHandshakeTimeout": 5.0,
+    "tcpNoDelay": True,
+}
+
+
+def load_trust(settings: Settings) -> ssl.Certificate:
+    """The router certificate we trust; a clear error when it is missing."""
+    path = settings.cert
+    try:
+        with open(path, "rb") as f:
+            return ssl.Certificate.loadPEM(f.read())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"router certificate {path} not found: run `sisock tls` or set SISOCK_CERT"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - OpenSSL raises several types
+        raise ConfigError(f"router certificate {path} is not a PEM certificate: {exc}") from None
+
+
+def client_tls(settings: Settings):
+    """TLS options that verify the router's certificate *and* its host name."""
+    return ssl.optionsForClientTLS(settings.crossbar_host, trustRoot=load_trust(settings))
+
+
+class Connection:
+    """A reconnecting WAMP connection that builds sessions from ``make``.
+
+    ``make`` is what ``ApplicationRunner.run`` accepts: a session class, a
+    callable taking a ComponentConfig, or a session instance.
+    """
+
+    def __init__(self, make, settings: Settings | None = None, reactor=None, extra=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.settings = settings or Settings.from_env()
+        self.exit_code = 0
+        self.log = txaio.make_logger()
+        config_extra = {"settings": self.settings, **(extra or {})}
+
+        def session_factory():
+            return make(ComponentConfig(self.settings.realm, config_extra, runner=self))
+
+        factory = WampWebSocketClientFactory(
+            session_factory,
+            url=self.settings.router_url,
+            serializers=[cls() for cls in SERIALIZERS],
+        )
+        factory.setProtocolOptions(**WEBSOCKET_OPTIONS)
+        factory.noisy = False
+        endpoint = SSL4ClientEndpoint(
+            reactor, self.settings.crossbar_host, self.settings.tls_port, client_tls(self.settings)
+        )
+        self.service = ClientService(
+            endpoint,
+            factory,
+            retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=10.0, factor=1.6),
+            clock=reactor,
+        )
+
+    def start(self):
+        warning = self.settings.secret_warning()
+        if warning:
+            self.log.warn(warning)
+        self.service.startService()
+        return self
+
+    def stop(self):
+        return self.service.stopService()
+
+    def on_auth_failure(self, reason):
+        """Stop for good: retrying a refused login only fills the logs."""
+        self.exit_code = 3
+        self.stop()
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+def start_logging(settings: Settings):
+    txaio.start_logging(level=settings.loglevel)
+
+
+def run(make, settings: Settings | None = None) -> int:
+    """Run one session (reconnecting forever) until the process is stopped.
+
+    This is what every console script calls; it returns the exit code.
+    """
+    try:
+        settings = settings or Settings.from_env()
+        start_logging(settings)
+        connection = Connection(make, settings)
+    except ConfigError as exc:
+        print(f"{os.path.basename(sys.argv[0])}: {exc}", file=sys.stderr)
+        return 2
+    connection.start()
+    connection.reactor.run()
+    return connection.exit_code
