@@ -2,7 +2,7 @@
 
 Never edited by hand: ports, the WAMP-CRA principal and the permissions all
 follow from :class:`sisock.config.Settings`. The secret itself is not written
-into the file; crossbar reads it from ``$WAMP_SECRET`` when it starts.
+into the file; crossbar reads it from ``${WAMP_SECRET}`` when it starts.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from .tls import CERT_NAME, KEY_NAME
 ALL = {"call": True, "register": True, "publish": True, "subscribe": True}
 NONE = {"call": False, "register": False, "publish": False, "subscribe": False}
 HUB_CLASS = "sisock.components.hub.Hub"
+#: What a browser sees at the router's root: nothing about the node itself.
+ROOT = {"type": "json", "value": {"service": "sisock WAMP router", "websocket": "/ws"}}
 
 
 def _perm(uri, match="prefix", **allow):
@@ -64,14 +66,14 @@ def build(settings: Settings, with_hub: bool = True) -> dict:
                     "tls": {"key": KEY_NAME, "certificate": CERT_NAME},
                 },
                 "paths": {
-                    "/": {"type": "nodeinfo"},
+                    "/": ROOT,
                     "ws": {
                         **websocket,
                         "auth": {
                             "wampcra": {
                                 "type": "static",
                                 "users": {
-                                    settings.wamp_user: {"secret": "$WAMP_SECRET", "role": "server"},
+                                    settings.wamp_user: {"secret": "${WAMP_SECRET}", "role": "server"},
                                 },
                             }
                         },
@@ -82,7 +84,7 @@ def build(settings: Settings, with_hub: bool = True) -> dict:
                 "type": "web",
                 "endpoint": {"type": "tcp", "port": settings.ocs_port, "interface": settings.bind_host},
                 "paths": {
-                    "/": {"type": "nodeinfo"},
+                    "/": ROOT,
                     "ws": {**websocket, "auth": {"anonymous": {"type": "static", "role": "anonymous"}}},
                 },
             },

@@ -64,12 +64,15 @@ class Connection:
     callable taking a ComponentConfig, or a session instance.
     """
 
-    def __init__(self, make, settings: Settings | None = None, reactor=None, extra=None):
+    def __init__(self, make, settings: Settings | None = None, reactor=None, extra=None,
+                 stop_reactor_on_auth_failure: bool = True):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.settings = settings or Settings.from_env()
         self.exit_code = 0
+        self.auth_failure = None
+        self._stop_reactor_on_auth_failure = stop_reactor_on_auth_failure
         self.log = txaio.make_logger()
         config_extra = {"settings": self.settings, **(extra or {})}
 
@@ -87,7 +90,7 @@ class Connection:
             reactor, self.settings.crossbar_host, self.settings.tls_port, client_tls(self.settings)
         )
         self.service = ClientService(
-            endpoint,
+            _Reporting(endpoint, self.settings.router_url, self.log),
             factory,
             retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=10.0, factor=1.6),
             clock=reactor,
@@ -106,9 +109,36 @@ class Connection:
     def on_auth_failure(self, reason):
         """Stop for good: retrying a refused login only fills the logs."""
         self.exit_code = 3
+        self.auth_failure = reason
         self.stop()
-        if self.reactor.running:
+        if self._stop_reactor_on_auth_failure and self.reactor.running:
             self.reactor.stop()
+
+
+class _Reporting:
+    """An endpoint that says why a connection attempt failed (Twisted's
+    retry messages alone do not), once per distinct reason."""
+
+    def __init__(self, endpoint, url, log):
+        self._endpoint, self._url, self._log = endpoint, url, log
+        self._last = None
+
+    def connect(self, factory):
+        d = self._endpoint.connect(factory)
+        d.addCallback(self._connected)
+        d.addErrback(self._failed)
+        return d
+
+    def _connected(self, protocol):
+        self._last = None
+        return protocol
+
+    def _failed(self, failure):
+        reason = failure.getErrorMessage()
+        if reason != self._last:
+            self._log.warn("cannot reach the router at {url}: {reason}; retrying", url=self._url, reason=reason)
+            self._last = reason
+        return failure
 
 
 def start_logging(settings: Settings):

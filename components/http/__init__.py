@@ -1,0 +1,1 @@
+"""The HTTP bridge between Grafana and the WAMP router."""

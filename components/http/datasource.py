@@ -1,0 +1,144 @@
+"""The bridge's view of the data nodes: a cached field list and queries.
+
+The field list is kept in memory and refreshed when the hub says a node came
+or went (and on every join), so ``/search`` never waits on the network. A
+query calls every data node it touches at once; a node that fails or does not
+exist yields empty series for its targets and never spoils the others.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import txaio
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import defer
+
+from sisock.base import uri
+from sisock.link import CallTimeout, NotConnected
+
+from . import series
+from .request import SEPARATOR, Query
+
+ADDED = uri("consumer.data_node_added")
+SUBTRACTED = uri("consumer.data_node_subtracted")
+ALL_TIME = (1, 0)  # get_fields(1, 0): from the epoch until now
+
+log = txaio.make_logger()
+
+
+class Unavailable(RuntimeError):
+    """The router cannot be reached; the bridge answers 503."""
+
+
+class DataSource:
+    def __init__(self, link, call_timeout: float = 30.0):
+        self.link = link
+        self.call_timeout = call_timeout
+        self._fields: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        link.on_join(self._on_join)
+
+    # -- reactor side: keeping the field list current -----------------------
+
+    @defer.inlineCallbacks
+    def _on_join(self, session):
+        yield session.subscribe(lambda node, *a, **k: self._refresh(node.get("name")), ADDED)
+        yield session.subscribe(lambda node, *a, **k: self._forget(node.get("name")), SUBTRACTED)
+        try:
+            nodes = yield self.link.call_in_reactor(uri("consumer.get_data_node"), timeout=self.call_timeout)
+        except Exception as exc:  # noqa: BLE001 - hub not up yet: its events will fill the list
+            log.info("no data node list yet ({e}); waiting for the hub", e=exc)
+            return
+        names = {node["name"] for node in nodes}
+        with self._lock:
+            for gone in set(self._fields) - names:
+                del self._fields[gone]
+        yield defer.DeferredList([self._refresh(name) for name in names], consumeErrors=True)
+
+    @defer.inlineCallbacks
+    def _refresh(self, name):
+        if not name:
+            return
+        try:
+            field, _timeline = yield self.link.call_in_reactor(
+                uri(f"consumer.{name}.get_fields"), *ALL_TIME, timeout=self.call_timeout
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken node must not break the list
+            log.warn("could not list fields of {n}: {e}", n=name, e=exc)
+            return
+        with self._lock:
+            self._fields[name] = dict(field)
+        log.info("data node {n}: {k} field(s)", n=name, k=len(field))
+
+    def _forget(self, name):
+        with self._lock:
+            self._fields.pop(name, None)
+
+    # -- request threads --------------------------------------------------------
+
+    def _require_link(self):
+        if not self.link.connected:
+            raise Unavailable("not connected to the WAMP router")
+
+    def metrics(self, text: str = "") -> list[str]:
+        self._require_link()
+        needle = text.lower()
+        with self._lock:
+            names = [f"{node}{SEPARATOR}{field}" for node, fields in self._fields.items() for field in fields]
+        return sorted(name for name in names if needle in name.lower())
+
+    def _timeline_of(self, node: str, field: str):
+        with self._lock:
+            info = self._fields.get(node, {}).get(field)
+        return None if info is None else info.get("timeline")
+
+    def query(self, q: Query) -> list[dict]:
+        self._require_link()
+        by_node: dict[str, list[str]] = {}
+        for target in q.targets:
+            if target.node is not None and target.field not in by_node.setdefault(target.node, []):
+                by_node[target.node].append(target.field)
+        nodes = list(by_node)
+        calls = [
+            (uri(f"consumer.{node}.get_data"), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
+            for node in nodes
+        ]
+        try:
+            results = dict(zip(nodes, self.link.gather(calls, timeout=self.call_timeout)))
+        except NotConnected as exc:
+            raise Unavailable(str(exc)) from None
+        for node, result in results.items():
+            if isinstance(result, NotConnected):
+                raise Unavailable(str(result))
+            if isinstance(result, (ApplicationError, CallTimeout, Exception)):
+                log.warn("get_data on {n} failed: {e}", n=node, e=result)
+        return [self._target_reply(t, results.get(t.node), q) for t in q.targets]
+
+    def _target_reply(self, target, reply, q: Query) -> dict:
+        t, values = self._samples(target, reply)
+        t, values = series.reduce(t, values, q.max_points)
+        build = series.table if target.type == "table" else series.timeserie
+        return build(target.name, target.ref_id, t, values)
+
+    def _samples(self, target, reply):
+        empty = (np.zeros(0), np.zeros(0))
+        if not isinstance(reply, dict) or target.field is None:
+            return empty
+        values = (reply.get("data") or {}).get(target.field)
+        timelines = reply.get("timeline") or {}
+        if not values or not timelines:
+            return empty
+        name = self._timeline_of(target.node, target.field)
+        if name not in timelines:
+            if len(timelines) != 1:
+                log.warn("{n}: no timeline known for field {f}", n=target.node, f=target.field)
+                return empty
+            name = next(iter(timelines))
+        t = timelines[name].get("t") or []
+        if len(t) != len(values):
+            log.warn("{n}: {f} has {a} values but its timeline {b} times", n=target.node,
+                     f=target.field, a=len(values), b=len(t))
+            return empty
+        return t, values

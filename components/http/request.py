@@ -1,0 +1,157 @@
+"""Reading Grafana requests into plain values, with one-line errors.
+
+Anything a client can get wrong is caught here and turned into
+:class:`BadRequest`, whose message is what the client sees with a 400.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+DEFAULT_MAX_POINTS = 1000
+MAX_POINTS_LIMIT = 1_000_000
+SEPARATOR = "::"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
+
+
+class BadRequest(ValueError):
+    """The request cannot be answered as sent; the message says why."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    node: str | None
+    field: str | None
+    ref_id: str | None
+    type: str
+
+
+@dataclass(frozen=True)
+class Query:
+    start: float
+    end: float
+    max_points: int
+    targets: tuple
+
+    @property
+    def min_stride(self) -> float:
+        return (self.end - self.start) / self.max_points
+
+
+def split_metric(name: str):
+    """``"node::field"`` to ``(node, field)``; ``(None, None)`` if malformed."""
+    node, sep, field = name.partition(SEPARATOR)
+    if not sep or not node or not field:
+        return None, None
+    return node, field
+
+
+def parse_time(value, what: str) -> float:
+    """ISO 8601 (``Z`` or an offset; naive means UTC) or epoch ms, to UNIX s."""
+    if isinstance(value, bool):
+        raise BadRequest(f"{what} must be an ISO 8601 time, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value) / 1000.0
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text) / 1000.0 if text.lstrip("-").replace(".", "", 1).isdigit() else None
+            if seconds is None:
+                stamp = datetime.fromisoformat(text.replace("z", "Z"))
+                if stamp.tzinfo is None:
+                    stamp = stamp.replace(tzinfo=timezone.utc)
+                seconds = stamp.timestamp()
+        except (ValueError, OverflowError):
+            raise BadRequest(f"{what} is not an ISO 8601 time: {value[:64]!r}") from None
+    else:
+        raise BadRequest(f"{what} must be an ISO 8601 time, got {type(value).__name__}")
+    if not math.isfinite(seconds) or abs(seconds) > 1e11:
+        raise BadRequest(f"{what} is out of range: {str(value)[:64]!r}")
+    return seconds
+
+
+def parse_interval(value) -> float | None:
+    """Grafana's ``interval`` (``"20s"``, ``"1m"``, ...) in seconds."""
+    if value is None:
+        return None
+    match = _INTERVAL.match(str(value))
+    if not match:
+        raise BadRequest(f"interval is not a duration like '30s' or '5m': {str(value)[:32]!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def _max_points(body: dict, span: float) -> int:
+    raw = body.get("maxDataPoints")
+    if raw is not None:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 1:
+            raise BadRequest("maxDataPoints must be a positive number")
+        return int(min(raw, MAX_POINTS_LIMIT))
+    interval = body.get("intervalMs")
+    seconds = None
+    if interval is not None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise BadRequest("intervalMs must be a positive number")
+        seconds = interval / 1000.0
+    else:
+        seconds = parse_interval(body.get("interval"))
+    if seconds:
+        return int(min(max(math.ceil(span / seconds), 1), MAX_POINTS_LIMIT))
+    return DEFAULT_MAX_POINTS
+
+
+def _targets(body: dict) -> tuple:
+    raw = body.get("targets", [])
+    if not isinstance(raw, list):
+        raise BadRequest("targets must be a list")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise BadRequest("each target must be an object")
+        if item.get("hide") is True:
+            continue
+        name = item.get("target")
+        if name is None or name == "":
+            continue
+        if not isinstance(name, str):
+            raise BadRequest("target must be a string like 'node::field'")
+        kind = item.get("type") or "timeserie"
+        if kind not in ("timeserie", "timeseries", "table"):
+            raise BadRequest(f"target type must be 'timeserie' or 'table', got {str(kind)[:32]!r}")
+        ref_id = item.get("refId")
+        node, field = split_metric(name)
+        out.append(Target(name, node, field, ref_id if isinstance(ref_id, str) else None,
+                          "table" if kind == "table" else "timeserie"))
+    return tuple(out)
+
+
+def parse_query(body) -> Query:
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    rng = body.get("range")
+    if not isinstance(rng, dict) or "from" not in rng or "to" not in rng:
+        raise BadRequest("missing range: expected {\"range\": {\"from\": ..., \"to\": ...}}")
+    start = parse_time(rng["from"], "range.from")
+    end = parse_time(rng["to"], "range.to")
+    if end <= start:
+        raise BadRequest("range.to must be later than range.from")
+    return Query(start, end, _max_points(body, end - start), _targets(body))
+
+
+def search_text(body) -> str:
+    """The filter text of a ``/search`` body (empty: everything)."""
+    if body is None:
+        return ""
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    target = body.get("target", "")
+    if target is None:
+        return ""
+    if not isinstance(target, str):
+        raise BadRequest("target must be a string")
+    return target

@@ -1,0 +1,96 @@
+"""The SimpleJson endpoints, as a Flask application.
+
+Handlers only translate between HTTP and :class:`DataSource`; every failure
+becomes a status code with a one-line JSON ``message`` (which Grafana shows
+to the user), never a traceback.
+"""
+
+from __future__ import annotations
+
+import orjson
+import txaio
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from sisock.link import CallTimeout
+
+from . import series
+from .datasource import Unavailable
+from .request import BadRequest, parse_query, search_text
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+log = txaio.make_logger()
+
+
+def _json(obj, status: int = 200) -> Response:
+    return Response(series.dumps(obj), status=status, mimetype="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"message": " ".join(str(message).split())[:300]}, status)
+
+
+def _body(allow_empty: bool = False):
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def create_app(datasource, max_body: int = DEFAULT_MAX_BODY) -> Flask:
+    app = Flask("sisock.http")
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+
+    @app.route("/", methods=["GET", "POST"])
+    def ping():
+        if not datasource.link.connected:
+            return _error(503, "not connected to the WAMP router")
+        return _json({"status": "ok", "message": "sisock HTTP bridge: connected to the router"})
+
+    @app.post("/search")
+    def search():
+        return _json(datasource.metrics(search_text(_body(allow_empty=True))))
+
+    @app.post("/query")
+    def query():
+        return _json(datasource.query(parse_query(_body())))
+
+    @app.post("/annotations")
+    def annotations():
+        _body(allow_empty=True)
+        return _json([])
+
+    @app.post("/tag-keys")
+    @app.post("/tag-values")
+    def tags():
+        _body(allow_empty=True)
+        return _json([])
+
+    @app.errorhandler(BadRequest)
+    def bad_request(exc):
+        return _error(400, str(exc))
+
+    @app.errorhandler(Unavailable)
+    def unavailable(exc):
+        return _error(503, f"router unavailable: {exc}")
+
+    @app.errorhandler(CallTimeout)
+    def timeout(exc):
+        return _error(504, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def internal(exc):
+        log.failure("unexpected error answering {path}", path=request.path)
+        return _error(500, "internal error; see the bridge's log")
+
+    return app

@@ -1,0 +1,123 @@
+"""Fixtures that start the real system: one crossbar router per test run,
+a separately running hub (so tests can restart it), the HTTP bridge and the
+example-weather server, all as child processes on free ports."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+
+from sisock.base import uri
+from sisock.config import Settings
+
+from procs import Proc, free_port, port_open, wait_for
+
+TEST_SECRET = "a-test-secret-that-is-not-the-default"
+
+
+class Stack:
+    def __init__(self, root: str):
+        self.root = root
+        self.cbdir = os.path.join(root, "crossbar")
+        self.logdir = os.path.join(root, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.tls_port = free_port()
+        self.ocs_port = free_port()
+        self.http_port = free_port()
+        self.env = {
+            **os.environ,
+            "CROSSBAR_HOST": "127.0.0.1",
+            "CROSSBAR_TLS_PORT": str(self.tls_port),
+            "CROSSBAR_OCS_PORT": str(self.ocs_port),
+            "PORT": str(self.http_port),
+            "WAMP_USER": "server",
+            "WAMP_SECRET": TEST_SECRET,
+            "SISOCK_CERT": os.path.join(self.cbdir, "server_cert.pem"),
+            "LOGLEVEL": "info",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.procs: list[Proc] = []
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def proc(self, name, script, *args, env=None, cwd=None) -> Proc:
+        p = Proc.script(name, script, *args, env={**self.env, **(env or {})}, cwd=cwd or self.root,
+                        logdir=self.logdir)
+        self.procs.append(p)
+        return p
+
+    def python(self, name, path, *args, env=None, cwd=None) -> Proc:
+        import sys
+
+        p = Proc(name, [sys.executable, path, *args], env={**self.env, **(env or {})},
+                 cwd=cwd or self.root, logdir=self.logdir)
+        self.procs.append(p)
+        return p
+
+    def start_router(self) -> Proc:
+        router = self.proc("router", "sisock-crossbar", "--cbdir", self.cbdir, "--no-hub").start()
+        wait_for(lambda: port_open(self.tls_port) and port_open(self.ocs_port), 60, "the router's ports")
+        self.router = router
+        return router
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            p.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    s = Stack(str(tmp_path_factory.mktemp("stack")))
+    s.start_router()
+    s.hub = s.proc("hub", "sisock-hub").start()
+    yield s
+    s.stop_all()
+
+
+@pytest.fixture(scope="session")
+def client(stack):
+    from sisock.client import Client
+
+    c = Client(stack.settings, timeout=30)
+    wait_for(lambda: _has_proc(c, uri("consumer.get_data_node")), 30, "the hub")
+    yield c
+    c.close()
+
+
+def _has_proc(c, procedure) -> bool:
+    try:
+        c.call(procedure)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def node_names(client) -> set[str]:
+    return {n["name"] for n in client.data_nodes()}
+
+
+@pytest.fixture(scope="session")
+def weather(stack, client):
+    p = stack.proc("weather", "sisock-weather-server", "--replay").start()
+    wait_for(lambda: "apex_archive" in node_names(client), 30, "apex_archive to register")
+    return p
+
+
+@pytest.fixture(scope="session")
+def bridge(stack, client, weather):
+    p = stack.proc("http", "sisock-http").start()
+
+    def ready():
+        r = requests.post(stack.http + "/search", json={"target": ""}, timeout=2)
+        return r.status_code == 200 and any(m.startswith("apex_archive::") for m in r.json())
+
+    wait_for(ready, 30, "the bridge to list apex_archive")
+    return p
