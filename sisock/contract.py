@@ -98,7 +98,7 @@ def data_reply(requested: Iterable[str], timelines: Iterable[Timeline], start: f
         t = tl.t[lo:hi]
         values = {name: tl.fields[name][lo:hi] for name in names}
         if min_stride and min_stride > 0 and len(t) > 1 and (t[-1] - t[0]) / (len(t) - 1) < min_stride:
-            t, values = decimate_timeline(t, values, float(min_stride), t0=float(start))
+            t, values = decimate_timeline(t, values, float(min_stride), t0=float(start), t1=float(end))
         reply["timeline"][tl.name] = {"t": t, "finalized_until": tl.finalized_until}
         reply["data"].update(values)
     return to_wire(reply)

@@ -8,19 +8,30 @@ loop per sample), so it is cheap enough to run on every request.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
-def bucket_starts(t: np.ndarray, t0: float, width: float) -> np.ndarray:
+def bucket_starts(t: np.ndarray, t0: float, width: float, nbuckets: int | None = None) -> np.ndarray:
     """Index of the first sample of each non-empty bucket of ``width`` s.
 
     ``t`` must be sorted. Buckets are aligned on ``t0`` so the same request
     always produces the same buckets (panels do not flicker on refresh).
+    With ``nbuckets``, samples past the last bucket (the range's closing
+    instant) are folded into it, so the bucket count is exact.
     """
     if len(t) == 0:
         return np.zeros(0, dtype=np.intp)
     b = np.floor((np.asarray(t, dtype=np.float64) - t0) / width)
+    if nbuckets is not None:
+        b = np.minimum(b, nbuckets - 1)
     return np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+
+
+def bucket_count(span: float, width: float) -> int:
+    """Whole buckets in ``span``; a partial last bucket is merged into the one before."""
+    return max(1, math.floor(span / width + 1e-9))
 
 
 def _first_index_where(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -58,14 +69,13 @@ def minmax_indices(t: np.ndarray, values: np.ndarray, max_points: int) -> np.nda
     width = (float(t[-1]) - t0) / nbuckets
     if width <= 0:
         return np.arange(max_points)
-    # Nudge the width so the last sample falls inside the last bucket.
-    starts = bucket_starts(t, t0, width * (1 + 1e-9))
+    starts = bucket_starts(t, t0, width, nbuckets)
     _, _, i_lo, i_hi = extrema(values, starts)
     keep = np.unique(np.r_[i_lo, i_hi])
     return keep[keep < n]
 
 
-def decimate_timeline(t: np.ndarray, fields: dict, min_stride: float, t0: float):
+def decimate_timeline(t: np.ndarray, fields: dict, min_stride: float, t0: float, t1: float | None = None):
     """Decimate one timeline shared by several fields.
 
     Buckets are ``2 * min_stride`` wide and contribute two samples (at the
@@ -74,10 +84,13 @@ def decimate_timeline(t: np.ndarray, fields: dict, min_stride: float, t0: float)
     maximum on those two times, in the order they occurred, so values are
     exact and every spike survives; a spike's time is known to within the
     bucket. Buckets holding a single sample are passed through unchanged.
-    Returns ``(t, {field: values})`` as numpy arrays.
+    With the range's end ``t1``, at most ``(t1 - t0) / min_stride`` samples
+    come out. Returns ``(t, {field: values})`` as numpy arrays.
     """
     t = np.asarray(t, dtype=np.float64)
-    starts = bucket_starts(t, t0, 2.0 * min_stride)
+    width = 2.0 * min_stride
+    nbuckets = None if t1 is None else bucket_count(t1 - t0, width)
+    starts = bucket_starts(t, t0, width, nbuckets)
     ends = np.r_[starts[1:], len(t)] - 1
     single = starts == ends
     first_t, last_t = t[starts], t[ends]
