@@ -44,7 +44,7 @@ def main(argv=None):
         command = prepare(args.cbdir, settings, with_hub=not args.no_hub)
     except ConfigError as exc:
         print(f"sisock-crossbar: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     warning = settings.secret_warning(settings.bind_host)
     if warning:
         print(f"sisock-crossbar: WARNING: {warning}", file=sys.stderr)

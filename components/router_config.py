@@ -11,6 +11,7 @@ import json
 import os
 
 from sisock.config import BASE_URI, Settings
+
 from .tls import CERT_NAME, KEY_NAME
 
 ALL = {"call": True, "register": True, "publish": True, "subscribe": True}

@@ -60,7 +60,7 @@ def make_certificate(directory: str, hosts=(), force: bool = False) -> tuple[str
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sisock"),
         x509.NameAttribute(NameOID.COMMON_NAME, "sisock router"),
     ])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -94,7 +94,7 @@ def render(description, timeline, units, decimals, t, values) -> str:
     rounded = np.round(values, decimals) + 0.0
     first_date = time.strftime("%Y-%m-%d", time.gmtime(int(t[0])))
     header = [f"# {description}", f"# {timeline}", f"# {units}", f"# {first_date}"]
-    rows = [f"{ti} {vi:.{decimals}f}" for ti, vi in zip(t.tolist(), rounded.tolist())]
+    rows = [f"{ti} {vi:.{decimals}f}" for ti, vi in zip(t.tolist(), rounded.tolist(), strict=True)]
     return "\n".join(header + rows) + "\n"
 
 

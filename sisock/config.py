@@ -76,7 +76,7 @@ class Settings:
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_env(cls, env=None) -> "Settings":
+    def from_env(cls, env=None) -> Settings:
         env = os.environ if env is None else env
         loglevel = (env.get("LOGLEVEL") or "info").lower()
         if loglevel == "warning":

@@ -1,10 +1,10 @@
 """The Python client returns numpy arrays equal to the archive files."""
 
+import os
+
 import numpy as np
 
 from sisock.servers.weather import DEFAULT_DATA
-
-import os
 
 
 def _file(name):

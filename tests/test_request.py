@@ -3,7 +3,12 @@
 import pytest
 
 from sisock.components.http.request import (
-    DEFAULT_MAX_POINTS, BadRequest, parse_interval, parse_query, parse_time, split_metric,
+    DEFAULT_MAX_POINTS,
+    BadRequest,
+    parse_interval,
+    parse_query,
+    parse_time,
+    split_metric,
 )
 
 T0 = 1500000000.0  # 2017-07-14T02:40:00Z

@@ -12,6 +12,7 @@ import re
 
 import pytest
 from autobahn.wamp.types import ComponentConfig
+
 from sisock.servers import weather
 from sisock.servers import weather_data_gen as gen
 from sisock.servers.weather import WeatherServer

@@ -52,11 +52,11 @@ def main(argv=None):
         port, connection = serve(reactor, settings, max_body)
     except (ConfigError, ValueError) as exc:
         print(f"sisock-http: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     except CannotListenError as exc:
         print(f"sisock-http: cannot listen on {settings.bind_host}:{settings.http_port}: {exc.socketError}",
               file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     print(f"sisock-http: Grafana datasource URL http://{settings.bind_host}:{port.getHost().port}", flush=True)
     reactor.run()
     raise SystemExit(connection.exit_code)

@@ -106,7 +106,7 @@ class DataSource:
             for node in nodes
         ]
         try:
-            results = dict(zip(nodes, self.link.gather(calls, timeout=self.call_timeout)))
+            results = dict(zip(nodes, self.link.gather(calls, timeout=self.call_timeout), strict=True))
         except NotConnected as exc:
             raise Unavailable(str(exc)) from None
         for node, result in results.items():

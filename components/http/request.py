@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 DEFAULT_MAX_POINTS = 1000
 MAX_POINTS_LIMIT = 1_000_000
@@ -65,7 +65,7 @@ def parse_time(value, what: str) -> float:
             if seconds is None:
                 stamp = datetime.fromisoformat(text.replace("z", "Z"))
                 if stamp.tzinfo is None:
-                    stamp = stamp.replace(tzinfo=timezone.utc)
+                    stamp = stamp.replace(tzinfo=UTC)
                 seconds = stamp.timestamp()
         except (ValueError, OverflowError):
             raise BadRequest(f"{what} is not an ISO 8601 time: {value[:64]!r}") from None

@@ -47,7 +47,7 @@ def pairs(first, second):
         if len(first) == 0:
             return _EMPTY
         return np.column_stack([first, second])
-    return [[a, b] for a, b in zip(_plain(first), _plain(second))]
+    return [[a, b] for a, b in zip(_plain(first), _plain(second), strict=True)]
 
 
 def _plain(values):

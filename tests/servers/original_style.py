@@ -37,7 +37,7 @@ class old_server(sisock.base.DataNodeServer):
 if __name__ == "__main__":
     cert = crypto.load_certificate(crypto.FILETYPE_PEM, open(".crossbar/server_cert.pem").read())
     opt = CertificateOptions(trustRoot=OpenSSLCertificateAuthorities([cert]))
-    runner = ApplicationRunner("wss://%s:%d/ws" % (sisock.base.SISOCK_HOST, sisock.base.SISOCK_PORT),
+    runner = ApplicationRunner("wss://%s:%d/ws" % (sisock.base.SISOCK_HOST, sisock.base.SISOCK_PORT),  # noqa: UP031
                                sisock.base.REALM, ssl=opt)
     if len(sys.argv) > 2 and sys.argv[2] == "instance":
         runner.run(old_server(ComponentConfig(sisock.base.REALM, {})))
