@@ -1,0 +1,85 @@
+"""The ``sisock`` command.
+
+Only parsing and dispatch live here; each subcommand's work is in its own
+module, imported when that subcommand runs, so an optional dependency one
+subcommand needs (crossbar, cryptography) never breaks the others.
+To add a subcommand, write its ``arguments(parser)`` and add a line to
+:data:`SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import NamedTuple
+
+
+class Subcommand(NamedTuple):
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    #: ``"module:function"``, called with the parsed arguments; returns the
+    #: exit code.
+    run: str
+
+
+def _tls_arguments(p):
+    p.add_argument("--dir", default=".crossbar",
+                   help="where to write server_cert.pem and server_key.pem (default: .crossbar)")
+    p.add_argument("--host", action="append", default=[], metavar="NAME",
+                   help="another host name or address clients use to reach the router (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing pair (every client must then be given the new certificate)")
+
+
+def run_tls(args) -> int:
+    """Reports whether the pair is new: a kept certificate silently ignoring
+    ``--host`` would otherwise look like success."""
+    from .tls import CERT_NAME, KEY_NAME, make_certificate
+
+    existed = all(os.path.exists(os.path.join(args.dir, n)) for n in (CERT_NAME, KEY_NAME))
+    cert, key = make_certificate(args.dir, args.host, args.force)
+    if existed and not args.force:
+        print(f"kept the existing certificate {cert} and key {key} (--force replaces them)")
+    else:
+        print(f"wrote certificate {cert} and key {key}")
+    print(f"clients trust it with SISOCK_CERT={os.path.abspath(cert)}")
+    return 0
+
+
+def _up_arguments(p):
+    from .stack import DEFAULT_SERVERS, DEFAULT_STATE_DIR, NONE, SERVERS
+
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="DIR",
+                   help=f"router configuration and certificate (default: {DEFAULT_STATE_DIR})")
+    p.add_argument("--servers", default=DEFAULT_SERVERS, metavar="LIST",
+                   help=f"comma-separated DataNodeServers to run: {', '.join(SERVERS)}; "
+                        f"'{NONE}' runs only router, hub and HTTP bridge (default: {DEFAULT_SERVERS})")
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "up": Subcommand("run router, hub, HTTP bridge and DataNodeServers on this machine",
+                     _up_arguments, "sisock.components.stack:run"),
+    "tls": Subcommand("create the router's self-signed certificate and key",
+                      _tls_arguments, "sisock.components.cli:run_tls"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sisock", description="Housekeeping data for Grafana over WAMP.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in SUBCOMMANDS.items():
+        command.arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    module, function = SUBCOMMANDS[args.command].run.split(":")
+    return getattr(importlib.import_module(module), function)(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""``sisock up``: the whole stack on one machine, for development and demos.
+
+Each component stays the process its console script makes it in production
+(router, bridge, every DataNodeServer), so what runs here is what runs in
+containers; this module only adds what a developer would otherwise do by hand
+in several terminals: a certificate, the right environment, restarts with
+backoff, and one log stream with every line tagged by the process it came
+from.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import (
+    ConnectError,
+    DNSLookupError,
+    ProcessExitedAlready,
+    ReactorNotRunning,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger, LogLevel, formatEvent, globalLogBeginner
+from twisted.runner.procmon import ProcessMonitor
+
+from sisock.config import ConfigError, Settings
+
+ROUTER = "crossbar"
+BRIDGE = "http"
+
+#: ``--servers`` short name -> the commands it starts (console script first).
+#: One place, so the CLI help, the error for unknown names and the launcher
+#: can never disagree about what exists.
+SERVERS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "weather": (("sisock-weather-server", "--replay"),),
+    "sensors": (("sisock-sensors-server",),),
+    "apex-weather": (("sisock-apex-weather-server",),),
+    "ucsc-radiometer": (("sisock-radiometer-server",),),
+    "data-feed": (("sisock-data-feed-server",),),
+    "thermometry": (("sisock-thermometry-server",),),
+    # The reader only serves what the scanner has indexed.
+    "g3-reader": (("sisock-g3-file-scanner",), ("sisock-g3-reader-server",)),
+}
+NONE = "none"
+DEFAULT_SERVERS = "weather"
+DEFAULT_STATE_DIR = ".sisock"
+
+ROUTER_TIMEOUT = 30.0
+#: Children get TERM, then KILL after this many seconds; crossbar needs a few
+#: seconds to take its worker processes down.
+KILL_TIME = 10.0
+#: After Ctrl-C, children (same process group) got SIGINT from the terminal
+#: too; they have this long to finish on their own before they get TERM.
+INTERRUPT_GRACE = 3.0
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+log = Logger(namespace="sisock")
+
+
+class StackError(Exception):
+    """Something the user must fix before the stack can start."""
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _child_name(script: str) -> str:
+    return script.removeprefix("sisock-").removesuffix("-server")
+
+
+def parse_servers(text: str) -> list[str]:
+    """Short names in the order given, duplicates dropped; [] for ``none``."""
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if names == [NONE]:
+        return []
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown or not names:
+        valid = ", ".join(sorted(SERVERS)) + f" (or {NONE})"
+        what = f"unknown server {unknown[0]!r}" if unknown else "no server named"
+        raise StackError(f"{what}; valid --servers names: {valid}")
+    return list(dict.fromkeys(names))
+
+
+def find_script(script: str) -> str | None:
+    """The console script installed with *this* sisock (next to its Python);
+    a script of another installation found first on PATH would run other
+    code against the same router."""
+    beside = os.path.join(os.path.dirname(sys.executable), script)
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which(script)
+
+
+def plan(servers: list[str], cbdir: str) -> list[tuple[str, list[str]]]:
+    """``(name, argv)`` for every child, router first."""
+    wanted = [(None, ("sisock-crossbar", "--cbdir", cbdir)), (None, ("sisock-http",))]
+    wanted += [(short, command) for short in servers for command in SERVERS[short]]
+    children, seen = [], set()
+    for short, (script, *args) in wanted:
+        name = {"sisock-crossbar": ROUTER, "sisock-http": BRIDGE}.get(script) or _child_name(script)
+        if name in seen:
+            continue
+        seen.add(name)
+        path = find_script(script)
+        if path is None:
+            needed = f"server {short!r} needs" if short else "the stack needs"
+            raise StackError(
+                f"{needed} the console script {script}, which is not installed "
+                f"(install sisock with the extras it needs, e.g. pip install -e '.[all]')"
+            )
+        children.append((name, [path, *args]))
+    return children
+
+
+def child_environment(cbdir: str, env=None) -> dict[str, str]:
+    """The environment of ``sisock up`` itself, so WAMP_*, CROSSBAR_*, PORT,
+    ... reach every child unchanged; only what the stack owns is added."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("SISOCK_CERT", os.path.join(os.path.abspath(cbdir), "server_cert.pem"))
+    # Children write into pipes; unbuffered, their lines show up when written.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _local(host: str) -> str:
+    """Where to reach, from this machine, a socket bound to ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def check_ports(settings: Settings) -> None:
+    """Fail before starting anything if a port is taken: otherwise the router
+    or the bridge would crash-loop on 'address in use' while a stranger
+    answers the clients."""
+    ports = [
+        (settings.tls_port, "CROSSBAR_TLS_PORT", "router TLS"),
+        (settings.ocs_port, "CROSSBAR_OCS_PORT", "router OCS"),
+        (settings.http_port, "PORT", "HTTP bridge"),
+    ]
+    used = {}
+    for port, var, _ in ports:
+        if port and port in used:
+            raise StackError(f"{var} and {used[port]} are both {port}; give them different ports")
+        used[port] = var
+    host = settings.bind_host
+    for port, var, what in ports:
+        if not port:
+            continue
+        problem = _listen_problem(host, port)
+        if problem == errno.EADDRINUSE:
+            raise StackError(
+                f"port {port} ({var}, {what}) on {host} is already in use by another program; "
+                f"stop it or set {var} to a free port"
+            )
+        if problem is not None:
+            raise StackError(f"cannot listen on {host}:{port} ({var}): {os.strerror(problem)}")
+
+
+def _listen_problem(host: str, port: int) -> int | None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StackError(f"cannot resolve BIND_HOST {host!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # Same option the router and bridge use, so connections of a previous
+        # run lingering in TIME_WAIT do not count as "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+            probe.listen(1)
+        except OSError as exc:
+            return exc.errno
+    return None
+
+
+# ------------------------------------------------------------- supervision
+
+
+class Supervisor(ProcessMonitor):
+    """ProcessMonitor that says when and why a child died, so a crash loop
+    is visible in the log instead of only as a silently restarting process."""
+
+    threshold = 10  # a child dying sooner than this doubles its restart delay
+    killTime = KILL_TIME
+    minRestartDelay = 1
+    maxRestartDelay = 30
+
+    def _monitoredProcessExited(self, name, reason=None):
+        super()._monitoredProcessExited(name, reason)
+        if not self.running:
+            return
+        status = getattr(reason, "value", None)
+        code, sig = getattr(status, "exitCode", None), getattr(status, "signal", None)
+        why = f"killed by signal {sig}" if sig else f"exit code {code}"
+        pending = self.restart.get(name)
+        if pending is not None and pending.active():
+            delay = max(0.0, pending.getTime() - self._clock.seconds())
+            log.emit(
+                LogLevel.warn, "{name} stopped ({why}); restarting in {delay:.0f} s",
+                name=name, why=why, delay=delay,
+            )
+
+    def stop_in_order(self, last: tuple[str, ...], grace: float = 0.0):
+        """Stop everything, ``last`` after all others are gone: clients that
+        lose the router first only fill the log with reconnect attempts.
+
+        ``grace``: how long to let children exit on their own first. After a
+        Ctrl-C the terminal has already sent SIGINT to every child, and a
+        TERM on top of that makes some (crossbar) log a traceback.
+        """
+        # What ProcessMonitor.stopService does, minus stopping everything at once.
+        service.Service.stopService(self)
+        for pending in self.restart.values():
+            if pending.active():
+                pending.cancel()
+        names = list(self.delay)  # every process ever added
+        first = [n for n in names if n not in last]
+        d = self._until_gone(names, grace)
+        for group in (first, list(last)):
+            d.addCallback(lambda _, group=group: self._terminate(group))
+            d.addCallback(lambda _, group=group: self._until_gone(group, self.killTime + 5))
+        return d
+
+    def _terminate(self, names):
+        for name in names:
+            if name in self.protocols:
+                self.stopProcess(name)  # TERM now, KILL after killTime
+
+    def _until_gone(self, names, limit):
+        deadline = self._clock.seconds() + limit
+
+        def check():
+            alive = [n for n in names if n in self.protocols]
+            if alive and self._clock.seconds() < deadline:
+                return task.deferLater(self._clock, 0.1, check)
+            return None
+
+        return defer.maybeDeferred(check)
+
+
+class _Probe(Factory):
+    noisy = False  # otherwise every attempt logs "Starting factory"
+    protocol = Protocol
+
+
+def wait_for_port(host: str, port: int, timeout: float, clock=reactor):
+    """Fires True once ``host:port`` accepts a TCP connection, False after
+    ``timeout`` seconds."""
+    deadline = clock.seconds() + timeout
+
+    @defer.inlineCallbacks
+    def poll():
+        while True:
+            try:
+                proto = yield HostnameEndpoint(clock, host, port, timeout=2).connect(_Probe())
+            except (ConnectError, DNSLookupError):
+                if clock.seconds() >= deadline:
+                    return False
+                yield task.deferLater(clock, 0.25, lambda: None)
+            else:
+                proto.transport.abortConnection()
+                return True
+
+    return poll()
+
+
+class _Printer:
+    """One line per event, tagged with the process it came from. ProcessMonitor
+    logs every line a child writes with the fields ``tag`` and ``line``; those
+    are always shown, since each child already applied LOGLEVEL itself."""
+
+    def __init__(self, stream, width: int, level: LogLevel):
+        self.stream = stream
+        self.width = width
+        self.level = level
+        self.plain = not getattr(stream, "isatty", lambda: False)()
+
+    def __call__(self, event):
+        if "tag" in event and "line" in event and "stream" in event:
+            tag, text = event["tag"], event["line"]
+            if not text.strip():
+                # ProcessMonitor flushes an empty line whenever a child ends.
+                return
+        else:
+            if event.get("log_level", LogLevel.info) < self.level:
+                return
+            tag, text = "sisock", formatEvent(event)
+            failure = event.get("log_failure")
+            if failure is not None:
+                text += "\n" + failure.getTraceback()
+        if self.plain:
+            text = _ANSI.sub("", text)
+        prefix = f"{tag:<{self.width}} | "
+        self.stream.write("".join(prefix + line + "\n" for line in text.rstrip("\n").split("\n")))
+        self.stream.flush()
+
+
+def _start_logging(width: int, level: str):
+    threshold = LogLevel.levelWithName(level if level != "trace" else "debug")
+    globalLogBeginner.beginLoggingTo([_Printer(sys.stdout, width, threshold)], redirectStandardIO=False)
+
+
+# ------------------------------------------------------------------ running
+
+
+class Stack:
+    def __init__(self, settings: Settings, state_dir: str, children, env, servers):
+        self.settings = settings
+        self.state_dir = state_dir
+        self.children = children
+        self.env = env
+        self.servers = servers
+        self.supervisor = Supervisor(reactor=reactor)
+        self.exit_code = 0
+        self.stopping = False
+        self.interrupted = False
+
+    def run(self) -> int:
+        _start_logging(max(len("sisock"), *(len(n) for n, _ in self.children)), self.settings.loglevel)
+        reactor.callWhenRunning(self._start)
+        reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
+        reactor.run()
+        return self.exit_code
+
+    @defer.inlineCallbacks
+    def _start(self):
+        # Replaces the handlers Twisted installed, so a second Ctrl-C kills
+        # instead of raising "reactor not running".
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        (router, router_argv), *others = self.children
+        self.supervisor.addProcess(router, router_argv, env=self.env)
+        self.supervisor.startService()
+        host, port = _local(self.settings.bind_host), self.settings.tls_port
+        log.info("waiting for the router on {host}:{port}", host=host, port=port)
+        ready = yield wait_for_port(host, port, ROUTER_TIMEOUT)
+        if self.stopping:
+            return
+        if not ready:
+            log.error(
+                "the router did not open port {port} within {timeout:.0f} s; see its log above",
+                port=port, timeout=ROUTER_TIMEOUT,
+            )
+            self.exit_code = 1
+            reactor.stop()
+            return
+        for name, argv in others:
+            self.supervisor.addProcess(name, argv, env=self.env)
+        self._banner()
+
+    def _banner(self):
+        s = self.settings
+        here = _local(s.bind_host)
+        lines = [
+            f"Grafana datasource  http://{here}:{s.http_port}   (type SimpleJson / JSON API)",
+            f"router              {s.router_url}   realm {s.realm}, user {s.wamp_user}",
+            f"router certificate  {self.env['SISOCK_CERT']}",
+            f"OCS (anonymous)     ws://{here}:{s.ocs_port}/ws",
+            f"state dir           {self.state_dir}",
+            f"servers             {', '.join(self.servers) or NONE}",
+            "Ctrl-C to stop",
+        ]
+        print("\n".join(["", "sisock is up", *("  " + line for line in lines), ""]), flush=True)
+
+    def _on_signal(self, signum, frame):
+        # Runs between two bytecodes of whatever the reactor was doing; the
+        # work itself is handed to the reactor.
+        reactor.callFromThread(self._kill if self.stopping else self._stop)
+        self.stopping = True
+        self.interrupted = self.interrupted or signum == signal.SIGINT
+
+    def _stop(self):
+        log.info("stopping (Ctrl-C again to kill)")
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass  # already on its way down
+
+    def _kill(self):
+        """A second interrupt: the user does not want to wait."""
+        for proto in list(self.supervisor.protocols.values()):
+            try:
+                proto.transport.signalProcess("KILL")
+            except ProcessExitedAlready:
+                pass
+
+    def _shutdown(self):
+        self.stopping = True
+        d = self.supervisor.stop_in_order(last=(ROUTER,), grace=INTERRUPT_GRACE if self.interrupted else 0.0)
+        d.addCallback(lambda _: log.info("all processes stopped"))
+        return d
+
+
+def run(args) -> int:
+    try:
+        settings = Settings.from_env()
+        servers = parse_servers(args.servers)
+        state_dir = os.path.abspath(args.state_dir)
+        cbdir = os.path.join(state_dir, "crossbar")
+        children = plan(servers, cbdir)
+        check_ports(settings)
+        # Imported here: it needs crossbar's extra ([router]), which only
+        # this subcommand requires.
+        from .crossbar import prepare
+
+        prepare(cbdir, settings)
+    except (StackError, ConfigError, OSError) as exc:
+        print(f"sisock up: {exc}", file=sys.stderr)
+        return 2
+    env = child_environment(cbdir)
+    return Stack(settings, state_dir, children, env, servers).run()

@@ -1,0 +1,68 @@
+"""`sisock up`: one command brings up router (with the hub inside it), bridge
+and the example-weather server; Ctrl-C takes everything down."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from procs import free_port, wait_for
+
+
+def _descendants(pid) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    children = [int(x) for x in out.split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
+    ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "WAMP_SECRET": "stack-test-secret"}
+    env.pop("SISOCK_CERT", None)
+    log = open(tmp_path / "up.log", "wb")
+    up = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sisock"), "up",
+                           "--state-dir", str(tmp_path / "state")],
+                          env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    http = f"http://127.0.0.1:{ports['PORT']}"
+    try:
+        wait_for(lambda: "apex_archive::apex_radiometer" in requests.post(http + "/search", json={}, timeout=2).json(),
+                 90, "the stack to serve apex_archive")
+        end = time.time()
+        body = {"range": {"from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 6 * 3600)),
+                          "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))},
+                "maxDataPoints": 100, "targets": [{"target": "apex_archive::apex_radiometer", "refId": "A"}]}
+        (series,) = requests.post(http + "/query", json=body, timeout=10).json()
+        assert 50 <= len(series["datapoints"]) <= 100
+        assert f"http://127.0.0.1:{ports['PORT']}" in (tmp_path / "up.log").read_text()
+        family = _descendants(up.pid)
+        assert len(family) >= 4, family  # crossbar controller + router worker, bridge, weather
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(60)
+        log.close()
+    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
+    wait_for(lambda: not any(_alive(p) for p in family), 10, "no child left behind")
+    for port in ports.values():
+        wait_for(lambda p=port: _port_free(p), 10, f"port {port} to be released")
+
+
+def _port_free(port) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
