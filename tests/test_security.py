@@ -26,7 +26,7 @@ def test_unknown_user_refused(stack):
 
 
 def test_plain_websocket_on_tls_port_refused(stack, client):
-    outcome = _anonymous_probe(client.link.reactor, stack.tls_port)
+    outcome = _anonymous_probe(client.link.reactor, stack.tls_port, timeout=5)
     assert outcome.get("joined") is not True
 
 
@@ -66,7 +66,7 @@ class _Probe(ApplicationSession):
             d.callback(None)
 
 
-def _anonymous_probe(reactor, port):
+def _anonymous_probe(reactor, port, timeout=20):
     from autobahn.wamp.types import ComponentConfig
 
     results = {}
@@ -79,7 +79,7 @@ def _anonymous_probe(reactor, port):
         )
         d = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
         d.addErrback(lambda f: done.callback(None) if not done.called else None)
-        done.addTimeout(20, reactor)
+        done.addTimeout(timeout, reactor)
         return done
 
     try:
