@@ -74,7 +74,9 @@ class DataNodeServer(AuthenticatedSession):
                 self.log.debug("registered {p}", p=procedure)
             except ApplicationError as exc:
                 self.log.error("could not register {p}: {e}", p=procedure, e=exc.error)
+        self._refused = False
         yield self.subscribe(self._on_hub_started, HUB_STARTED)
+        yield self.subscribe(self._on_node_subtracted, uri("consumer.data_node_subtracted"))
         yield self._announce(details.session)
         result = self.after_onJoin(details)
         if result is not None:
@@ -90,15 +92,21 @@ class DataNodeServer(AuthenticatedSession):
             else:
                 self.log.error("hub refused to add {n}: {e}", n=self.name, e=exc.error)
             return False
+        self._refused = not accepted
         if accepted:
             self.log.info("data node registered as {n}", n=self.name)
         else:
-            self.log.error("hub refused data node {n}: the name is already taken", n=self.name)
+            self.log.error("hub refused data node {n}: the name is already taken; "
+                           "will take over if the other server leaves", n=self.name)
         return accepted
 
     def _on_hub_started(self, *args, **kwargs):
         if self.session_id is not None:
             return self._announce(self.session_id)
+
+    def _on_node_subtracted(self, node, *args, **kwargs):
+        if getattr(self, "_refused", False) and isinstance(node, dict) and node.get("name") == self.name:
+            return self._on_hub_started()
 
     def after_onJoin(self, details):
         """Hook for subclasses that need to do more once joined."""

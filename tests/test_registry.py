@@ -34,6 +34,10 @@ def test_duplicate_name_refused(stack, client):
             wait_for(lambda: "already taken" in second.output(), 30, "the second server to be refused")
             assert second.alive and first.alive
             assert [n["name"] for n in client.data_nodes()].count("ramp_dup") == 1
+            first.stop()
+            wait_for(lambda: "data node registered as ramp_dup" in second.output(), 30,
+                     "the refused server to take the name over once it is free")
+            assert "ramp_dup" in node_names(client)
         finally:
             second.stop()
     finally:

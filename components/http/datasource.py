@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import txaio
 from autobahn.wamp.exception import ApplicationError
-from twisted.internet import defer
+from twisted.internet import defer, threads
 
 from sisock.base import uri
 from sisock.link import CallTimeout, NotConnected
@@ -65,6 +65,10 @@ class DataSource:
             field, _timeline = yield self.link.call_in_reactor(
                 uri(f"consumer.{name}.get_fields"), *ALL_TIME, timeout=self.call_timeout
             )
+        except ApplicationError as exc:
+            quiet = exc.error == "wamp.error.no_such_procedure"  # a node that is not there
+            (log.debug if quiet else log.warn)("could not list fields of {n}: {e}", n=name, e=exc)
+            return
         except Exception as exc:  # noqa: BLE001 - a broken node must not break the list
             log.warn("could not list fields of {n}: {e}", n=name, e=exc)
             return
@@ -101,6 +105,7 @@ class DataSource:
             if target.node is not None and target.field not in by_node.setdefault(target.node, []):
                 by_node[target.node].append(target.field)
         nodes = list(by_node)
+        self._learn(nodes)
         calls = [
             (uri(f"consumer.{node}.get_data"), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
             for node in nodes
@@ -115,6 +120,17 @@ class DataSource:
             if isinstance(result, (ApplicationError, CallTimeout, Exception)):
                 log.warn("get_data on {n} failed: {e}", n=node, e=result)
         return [self._target_reply(t, results.get(t.node), q) for t in q.targets]
+
+    def _learn(self, nodes):
+        """Fetch field lists of nodes the cache has not heard of (their
+        timelines are needed to pair values with times)."""
+        with self._lock:
+            unknown = [node for node in nodes if node not in self._fields]
+        if unknown:
+            threads.blockingCallFromThread(
+                self.link.reactor,
+                lambda: defer.DeferredList([self._refresh(node) for node in unknown], consumeErrors=True),
+            )
 
     def _target_reply(self, target, reply, q: Query) -> dict:
         t, values = self._samples(target, reply)
