@@ -28,3 +28,8 @@ def test_client_data_equals_files(client, weather):
     assert shift % 3600 == 0  # the replay shift is whole hours
     assert np.array_equal(pressure.t - shift, t_file)
     assert np.array_equal(data["apex_radiometer"].values, r_file)
+
+
+def test_msgpack_is_negotiated(client):
+    serializer = client.link.session._transport._serializer
+    assert serializer.SERIALIZER_ID == "msgpack"

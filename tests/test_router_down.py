@@ -1,4 +1,5 @@
-"""With the router gone the bridge answers 503 with a reason, and heals."""
+"""With the router gone the bridge answers 503 with a reason; when it is
+back, bridge, hub and servers reconnect by themselves."""
 
 import requests
 
@@ -12,7 +13,13 @@ def test_router_stopped_gives_503_then_recovers(tmp_path):
         s.start_router()
         s.proc("hub", "sisock-hub").start()
         s.proc("http", "sisock-http").start()
-        wait_for(lambda: requests.get(s.http + "/", timeout=2).status_code == 200, 60, "the bridge")
+        s.proc("weather", "sisock-weather-server").start()
+
+        def weather_listed():
+            r = requests.post(s.http + "/search", json={"target": "apex_radiometer"}, timeout=2)
+            return r.status_code == 200 and r.json() == ["apex_archive::apex_radiometer"]
+
+        wait_for(weather_listed, 60, "the bridge to list the weather server")
         s.router.kill()
         body = {"range": {"from": "2017-07-14T00:00:00Z", "to": "2017-07-15T00:00:00Z"},
                 "targets": [{"target": "apex_archive::apex_pressure"}]}
@@ -26,7 +33,6 @@ def test_router_stopped_gives_503_then_recovers(tmp_path):
         assert requests.post(s.http + "/search", json={}, timeout=5).status_code == 503
         assert requests.get(s.http + "/", timeout=5).status_code == 503
         s.start_router()
-        wait_for(lambda: requests.post(s.http + "/search", json={}, timeout=2).status_code == 200, 60,
-                 "the bridge to reconnect")
+        wait_for(weather_listed, 60, "bridge, hub and weather server to reconnect")
     finally:
         s.stop_all()
