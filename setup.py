@@ -19,13 +19,14 @@ BASE = [
 EXTRAS = {
     "router": ["crossbar>=23.1", "cryptography>=42"],
     "http": ["flask>=3.0", "orjson>=3.9"],
-    "g3": ["so3g>=0.1.15", "mysql-connector-python>=8.3", "sqlalchemy>=2.0"],
+    "g3": ["so3g>=0.1.15", "mysql-connector-python>=8.3", "sqlalchemy>=2.0", "tqdm>=4.60"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
-EXTRAS["test"] = ["pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4"]
+EXTRAS["test"] = ["pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4", "ocs>=0.11", "psutil>=5.9"]
 
 SERVERS = {
     "sisock-weather-server": "sisock.servers.weather:main",
+    "sisock-g3-reader-server": "sisock.servers.g3_reader:main",
 }
 
 setup(
@@ -51,6 +52,7 @@ setup(
             "sisock-crossbar = sisock.components.crossbar:main",
             "sisock-hub = sisock.components.hub:main",
             "sisock-http = sisock.components.http.app:main",
+            "sisock-g3-file-scanner = sisock.components.g3_scanner:main",
             *(f"{name} = {target}" for name, target in SERVERS.items()),
         ]
     },

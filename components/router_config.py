@@ -53,7 +53,13 @@ def roles() -> list[dict]:
 
 
 def build(settings: Settings, with_hub: bool = True) -> dict:
-    websocket = {"type": "websocket", "serializers": ["msgpack", "json", "cbor"]}
+    websocket = {
+        "type": "websocket",
+        "serializers": ["msgpack", "json", "cbor"],
+        # The largest crossbar allows; servers keep replies below it
+        # (sisock.contract.MAX_REPLY_VALUES) and refuse rather than exceed it.
+        "options": {"max_message_size": 64 * 1024 * 1024},
+    }
     router = {
         "type": "router",
         "realms": [{"name": settings.realm, "roles": roles()}],

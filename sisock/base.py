@@ -128,8 +128,20 @@ class DataNodeServer(AuthenticatedSession):
         d = threads.deferToThread(
             blocking, list(field), sisock_to_unix_time(start), sisock_to_unix_time(end), min_stride
         )
+        d.addCallback(self._bounded)
         d.addCallback(contract.to_wire)
         return d
+
+    def _bounded(self, reply):
+        """False (the contract's "too much") for a reply the router would refuse."""
+        size = contract.reply_size(reply)
+        if size > contract.MAX_REPLY_VALUES:
+            self.log.warn(
+                "refusing a get_data reply of {n} numbers (limit {m}): ask with min_stride or set MAX_POINTS",
+                n=size, m=contract.MAX_REPLY_VALUES,
+            )
+            return False
+        return reply
 
     def _get_fields_blocking(self, start, end):
         raise NotImplementedError(f"{type(self).__name__} must override get_fields or _get_fields_blocking")

@@ -16,6 +16,11 @@ from sisock.downsample import decimate_timeline
 
 FIELD_TYPES = ("number", "string", "bool")
 
+#: Most numbers (times and values together) one get_data reply may carry.
+#: The router refuses WAMP messages over 64 MiB; a msgpack float is 9 bytes
+#: and a JSON one up to ~24, so this keeps any reply comfortably below it.
+MAX_REPLY_VALUES = 2_500_000
+
 
 def field_info(timeline: str, description=None, units=None, type: str = "number") -> dict:
     if type not in FIELD_TYPES:
@@ -35,6 +40,14 @@ def fields_reply(fields: Mapping[str, dict], intervals: Mapping[str, float | Non
 
 def empty_data_reply() -> dict:
     return {"data": {}, "timeline": {}}
+
+
+def reply_size(reply) -> int:
+    """Numbers in a ``get_data`` reply (times and values)."""
+    if not isinstance(reply, dict):
+        return 0
+    return (sum(len(v) for v in reply.get("data", {}).values())
+            + sum(len(tl.get("t", ())) for tl in reply.get("timeline", {}).values()))
 
 
 def _as_list(values):

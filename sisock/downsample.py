@@ -98,6 +98,10 @@ def decimate_timeline(t: np.ndarray, fields: dict, min_stride: float, t0: float,
     keep = np.column_stack([np.ones_like(single), ~single]).ravel()
     out = {}
     for name, values in fields.items():
+        values = np.asarray(values)
+        if values.dtype.kind not in "fiub":  # strings: a bucket's first and last readings
+            out[name] = np.column_stack([values[starts], values[ends]]).ravel()[keep]
+            continue
         lo, hi, i_lo, i_hi = extrema(values, starts)
         lo_first = i_lo <= i_hi
         a = np.where(lo_first, lo, hi)

@@ -121,3 +121,54 @@ def bridge(stack, client, weather):
 
     wait_for(ready, 30, "the bridge to list apex_archive")
     return p
+
+
+# -- index databases ------------------------------------------------------------
+
+MARIADB = {"SQL_HOST": os.environ.get("TEST_SQL_HOST", "127.0.0.1:3306"),
+           "SQL_USER": os.environ.get("TEST_SQL_USER", "root"),
+           "SQL_PASSWD": os.environ.get("TEST_SQL_PASSWD", "")}
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """The MariaDB server the g3 tests use. Missing is a failure, not a skip:
+    the MariaDB path is a supported deployment and must stay tested."""
+    import sqlalchemy as sa
+
+    from sisock.components.g3_index import database_url
+
+    url = database_url({**MARIADB, "SQL_DB": "mysql"})
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"MariaDB is not reachable at {MARIADB['SQL_HOST']} as {MARIADB['SQL_USER']} ({exc}); "
+                    "start it (e.g. `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`) "
+                    "or point TEST_SQL_HOST/TEST_SQL_USER/TEST_SQL_PASSWD at one")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def mariadb_env(mariadb_server):
+    """SQL_* variables of a fresh database, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"sisock_test_{uuid.uuid4().hex[:12]}"
+    with mariadb_server.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))  # name is generated above
+    yield {**MARIADB, "SQL_DB": name}
+    with mariadb_server.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def index_env(request, tmp_path):
+    """Environment selecting each index backend in turn."""
+    if request.param == "sqlite":
+        return {"SISOCK_STATE_DIR": str(tmp_path / "state")}
+    return request.getfixturevalue("mariadb_env")

@@ -1,0 +1,280 @@
+"""The g3 index: which file holds which field over which time span.
+
+MariaDB when ``SQL_HOST`` is set, an SQLite file in the state folder
+otherwise; SQLAlchemy Core gives both one code path. Tables keep the names of
+the original design (``feeds``, ``fields``, ``description``) plus ``files``,
+which remembers size and mtime so unchanged files are never read twice.
+
+Every statement is built by SQLAlchemy with bound parameters; no value from
+a file or a request is ever formatted into SQL text.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+SCHEMA_VERSION = 1
+OK, PARTIAL, ERROR = "ok", "partial", "error"
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "sisock_meta", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+files = sa.Table(
+    "files", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("path", sa.String(512), nullable=False, unique=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("scanned", sa.Float, nullable=False),
+)
+feeds = sa.Table(
+    "feeds", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("files.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("prov_id", sa.Integer, nullable=False),
+    sa.Column("description", sa.String(255), nullable=False, index=True),
+    sa.Column("scanned", sa.Boolean, nullable=False, default=True),
+)
+description = sa.Table(
+    "description", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("description", sa.String(512), nullable=False, unique=True),
+)
+fields = sa.Table(
+    "fields", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("description_id", sa.Integer, sa.ForeignKey("description.id"), nullable=False),
+    sa.Column("field", sa.String(255), nullable=False),
+    sa.Column("start", sa.BigInteger, nullable=False),
+    sa.Column("end", sa.BigInteger, nullable=False),
+    # "Which files overlap [t0, t1] for these fields": equality on the name,
+    # then a range on the end time; (name, start) finds a name's latest file.
+    sa.Index("ix_fields_name_end", "description_id", "end"),
+    sa.Index("ix_fields_name_start", "description_id", "start"),
+    sa.Index("ix_fields_start", "start"),
+)
+
+
+def database_url(env: Mapping | None = None, state_dir: str | None = None) -> URL | str:
+    """MariaDB from ``SQL_*`` when ``SQL_HOST`` is set, else SQLite in the state folder."""
+    env = os.environ if env is None else env
+    host = env.get("SQL_HOST")
+    if host:
+        host, _, port = host.partition(":")
+        return URL.create(
+            "mysql+mysqlconnector",
+            username=env.get("SQL_USER") or "root",
+            password=env.get("SQL_PASSWD") or None,
+            host=host,
+            port=int(port) if port else None,
+            database=env.get("SQL_DB") or "sisock",
+            query={"charset": "utf8mb4"},
+        )
+    state_dir = state_dir or env.get("SISOCK_STATE_DIR") or ".sisock"
+    os.makedirs(state_dir, exist_ok=True)
+    return "sqlite:///" + os.path.abspath(os.path.join(state_dir, "g3_index.sqlite"))
+
+
+def describe_url(url) -> str:
+    """The URL without its password, for logs and error messages."""
+    return url.render_as_string(hide_password=True) if isinstance(url, URL) else str(url)
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the scanner
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where samples of one full field name live."""
+
+    path: str
+    provider: str
+    field: str
+    name: str
+    start: int
+    end: int
+
+
+class Index:
+    def __init__(self, url, echo: bool = False):
+        self.url = url
+        kwargs = {"pool_pre_ping": True}
+        if str(url).startswith("sqlite"):
+            kwargs = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        self.engine = sa.create_engine(url, echo=echo, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.setup()
+
+    def setup(self):
+        """Create the tables, or bring an older index up to this version."""
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).first()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"index schema {version} is newer than this sisock ({SCHEMA_VERSION})")
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(step, ()):
+                    conn.execute(sa.text(statement))
+            if row is None:
+                conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
+            elif version != SCHEMA_VERSION:
+                conn.execute(meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+    def dispose(self):
+        self.engine.dispose()
+
+    # -- the scanner's side ---------------------------------------------------------
+
+    def file_states(self) -> dict[str, tuple[int, int, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(files.c.path, files.c.size, files.c.mtime_ns, files.c.status))
+            return {path: (size, mtime, status) for path, size, mtime, status in rows}
+
+    def replace_file(self, path: str, size: int, mtime_ns: int, ranges, error: str | None = None):
+        """Index one file, replacing what was known of it, in one transaction.
+
+        ``ranges`` maps ``(prov_id, provider description, field)`` to the
+        first and last sample time in µs.
+        """
+        status = OK if error is None else PARTIAL
+        with self.engine.begin() as conn:
+            self._forget(conn, [path])
+            file_id = conn.execute(files.insert().values(
+                path=path, size=size, mtime_ns=mtime_ns, status=status, error=error, scanned=time.time(),
+            )).inserted_primary_key[0]
+            providers = sorted({(prov_id, desc) for prov_id, desc, _ in ranges})
+            feed_ids = {}
+            for prov_id, desc in providers:
+                feed_ids[(prov_id, desc)] = conn.execute(feeds.insert().values(
+                    file_id=file_id, filename=os.path.basename(path), path=path, prov_id=prov_id,
+                    description=desc, scanned=True,
+                )).inserted_primary_key[0]
+            names = self._description_ids(conn, {f"{desc}.{field}" for _, desc, field in ranges})
+            rows = [
+                {"feed_id": feed_ids[(prov_id, desc)], "description_id": names[f"{desc}.{field}"],
+                 "field": field, "start": lo, "end": hi}
+                for (prov_id, desc, field), (lo, hi) in ranges.items()
+            ]
+            if rows:
+                conn.execute(fields.insert(), rows)
+
+    def mark_unreadable(self, path: str, size: int, mtime_ns: int, reason: str):
+        """Leave the file out of the index but remember why (retried next pass)."""
+        with self.engine.begin() as conn:
+            self._forget(conn, [path])
+            conn.execute(files.insert().values(
+                path=path, size=size, mtime_ns=mtime_ns, status=ERROR, error=reason[:2000], scanned=time.time(),
+            ))
+
+    def remove(self, paths: Iterable[str]):
+        paths = list(paths)
+        if not paths:
+            return
+        with self.engine.begin() as conn:
+            for i in range(0, len(paths), 500):
+                self._forget(conn, paths[i:i + 500])
+            self._prune_names(conn)
+
+    def _forget(self, conn, paths):
+        file_ids = sa.select(files.c.id).where(files.c.path.in_(paths))
+        feed_ids = sa.select(feeds.c.id).where(feeds.c.file_id.in_(file_ids))
+        conn.execute(fields.delete().where(fields.c.feed_id.in_(feed_ids)))
+        conn.execute(feeds.delete().where(feeds.c.file_id.in_(file_ids)))
+        conn.execute(files.delete().where(files.c.path.in_(paths)))
+
+    def _prune_names(self, conn):
+        used = sa.select(fields.c.description_id).distinct()
+        conn.execute(description.delete().where(description.c.id.not_in(used)))
+
+    def _description_ids(self, conn, names) -> dict[str, int]:
+        names = sorted(names)
+        known = {}
+        for i in range(0, len(names), 500):
+            chunk = names[i:i + 500]
+            known.update(conn.execute(
+                sa.select(description.c.description, description.c.id).where(description.c.description.in_(chunk))
+            ).all())
+        missing = [n for n in names if n not in known]
+        if missing:
+            conn.execute(description.insert(), [{"description": n} for n in missing])
+            known.update(conn.execute(
+                sa.select(description.c.description, description.c.id).where(description.c.description.in_(missing))
+            ).all())
+        return known
+
+    # -- the reader's side -------------------------------------------------------------
+
+    def names(self, start_us: int, end_us: int) -> list[str]:
+        """Full field names with samples overlapping ``[start, end]``."""
+        query = (
+            sa.select(description.c.description).distinct()
+            .join(fields, fields.c.description_id == description.c.id)
+            .where(fields.c.start <= end_us, fields.c.end >= start_us)
+        )
+        with self.engine.connect() as conn:
+            return sorted(row[0] for row in conn.execute(query))
+
+    def _locate_query(self):
+        return (
+            sa.select(files.c.path, feeds.c.description, fields.c.field, description.c.description,
+                      fields.c.start, fields.c.end)
+            .select_from(fields)
+            .join(description, fields.c.description_id == description.c.id)
+            .join(feeds, fields.c.feed_id == feeds.c.id)
+            .join(files, feeds.c.file_id == files.c.id)
+        )
+
+    def locate(self, names: Iterable[str], start_us: int, end_us: int) -> list[Location]:
+        """The files holding ``names`` in ``[start, end]``, plus each name's
+        newest file, which may have grown past what the index last saw."""
+        names = sorted(set(names))
+        if not names:
+            return []
+        found = set()
+        base = self._locate_query()
+        with self.engine.connect() as conn:
+            rows = conn.execute(base.where(
+                description.c.description.in_(names), fields.c.end >= start_us, fields.c.start <= end_us,
+            )).all()
+            found.update(rows)
+            for name in names:
+                newest = conn.execute(
+                    base.where(description.c.description == name, fields.c.start <= end_us)
+                    .order_by(fields.c.start.desc()).limit(1)
+                ).first()
+                if newest is not None:
+                    found.add(tuple(newest))
+        return sorted((Location(*row) for row in found), key=lambda loc: (loc.start, loc.path))
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                for table in (files, feeds, fields, description)
+            }
+
+
+#: Statements that bring an index from version N-1 to N (none yet).
+MIGRATIONS: dict[int, list[str]] = {}

@@ -1,0 +1,216 @@
+"""``sisock-g3-file-scanner``: keep the g3 index in step with the archive.
+
+Each pass lists ``DATA_DIRECTORY``, drops what was deleted, and reads only
+files that are new, changed (size or mtime) or were unreadable last time.
+Each file goes into the index in its own transaction, so killing the scanner
+at any moment loses at most the file in hand, never leaves half of one. A
+broken file is logged, left out and tried again next pass; it never stops
+the scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import txaio
+
+from .g3_files import UnreadableFile, read_hk
+from .g3_index import OK, Index, database_url, describe_url
+
+log = txaio.make_logger()
+
+
+@dataclass
+class Candidate:
+    path: str       # relative to the data directory, as stored in the index
+    full: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class PassStats:
+    seen: int = 0
+    read: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    partial: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def walk(data_dir: str) -> list[Candidate]:
+    out = []
+    for root, dirs, names in os.walk(data_dir):
+        dirs.sort()
+        for name in sorted(names):
+            if not name.endswith(".g3"):
+                continue
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except FileNotFoundError:
+                continue  # deleted while we walked
+            out.append(Candidate(os.path.relpath(full, data_dir), full, st.st_size, st.st_mtime_ns))
+    return out
+
+
+class Progress:
+    """A bar on a terminal, a log line every ``every`` seconds elsewhere."""
+
+    def __init__(self, total_files: int, total_bytes: int, every: float = 10.0, stream=None):
+        self.total_files, self.total_bytes = total_files, total_bytes
+        self.files = self.bytes = 0
+        self.every = every
+        self.t0 = self.last = time.monotonic()
+        stream = stream or sys.stderr
+        self.bar = None
+        if total_files > 1 and stream.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="scanning", file=stream)
+            except ImportError:
+                pass
+
+    def step(self, nbytes: int):
+        self.files += 1
+        self.bytes += nbytes
+        if self.bar is not None:
+            self.bar.update(nbytes)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            log.info(self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        rate = self.bytes / elapsed
+        left = (self.total_bytes - self.bytes) / rate if rate > 0 else float("inf")
+        return (f"scanned {self.files}/{self.total_files} files, {rate / 1e6:.1f} MB/s, "
+                f"ETA {left:.0f} s")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Scanner:
+    def __init__(self, index: Index, data_dir: str):
+        self.index = index
+        self.data_dir = data_dir
+
+    def scan_once(self) -> PassStats:
+        t0 = time.monotonic()
+        stats = PassStats()
+        on_disk = walk(self.data_dir)
+        stats.seen = len(on_disk)
+        known = self.index.file_states()
+        gone = set(known) - {c.path for c in on_disk}
+        if gone:
+            self.index.remove(gone)
+            stats.removed = len(gone)
+            log.info("removed {n} deleted file(s) from the index", n=len(gone))
+        todo = [c for c in on_disk if known.get(c.path) != (c.size, c.mtime_ns, OK)]
+        stats.unchanged = len(on_disk) - len(todo)
+        progress = Progress(len(todo), sum(c.size for c in todo))
+        try:
+            for candidate in todo:
+                self._index_one(candidate, stats)
+                progress.step(candidate.size)
+        finally:
+            progress.close()
+        stats.seconds = time.monotonic() - t0
+        return stats
+
+    def _index_one(self, c: Candidate, stats: PassStats):
+        try:
+            hk = read_hk(c.full)
+        except UnreadableFile as exc:
+            stats.failed += 1
+            log.warn("skipping unreadable file {p} (will retry next pass): {e}", p=c.path, e=str(exc))
+            self.index.mark_unreadable(c.path, c.size, c.mtime_ns, str(exc))
+            return
+        except FileNotFoundError:
+            return
+        stats.read += 1
+        stats.bytes += c.size
+        if hk.error:
+            stats.partial += 1
+            log.warn("indexed {p} up to a damaged or unfinished frame (will retry next pass): {e}",
+                     p=c.path, e=hk.error)
+        # Index what was read, under the size/mtime it had when read.
+        self.index.replace_file(c.path, hk.size, hk.mtime_ns, hk.field_ranges(), hk.error)
+
+
+def data_directory(env=None) -> str:
+    env = os.environ if env is None else env
+    path = env.get("DATA_DIRECTORY")
+    if not path:
+        raise ValueError("DATA_DIRECTORY is not set: point it at the folder of .g3 files")
+    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
+        raise ValueError(f"DATA_DIRECTORY {path} is not a readable folder")
+    return path
+
+
+def scan_interval(env=None) -> float:
+    env = os.environ if env is None else env
+    raw = env.get("SCAN_INTERVAL") or "3600"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"SCAN_INTERVAL must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError("SCAN_INTERVAL must be positive")
+    return value
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="sisock-g3-file-scanner", description=__doc__.splitlines()[0])
+    parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    parser.add_argument("--state-dir", help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)")
+    args = parser.parse_args(argv)
+    txaio.use_twisted()
+    txaio.start_logging(level=(os.environ.get("LOGLEVEL") or "info").lower())
+    try:
+        data_dir = data_directory()
+        interval = scan_interval()
+        url = database_url(state_dir=args.state_dir)
+    except ValueError as exc:
+        print(f"sisock-g3-file-scanner: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    index = _connect(url)
+    scanner = Scanner(index, data_dir)
+    log.info("indexing {d} into {u}", d=data_dir, u=describe_url(url))
+    while True:
+        stats = scanner.scan_once()
+        log.info(
+            "pass done in {s:.1f} s: {seen} files, {read} read ({mb:.1f} MB), {same} unchanged, "
+            "{gone} removed, {bad} unreadable, {part} partial",
+            s=stats.seconds, seen=stats.seen, read=stats.read, mb=stats.bytes / 1e6, same=stats.unchanged,
+            gone=stats.removed, bad=stats.failed, part=stats.partial,
+        )
+        if args.once:
+            return
+        time.sleep(interval)
+
+
+def _connect(url, attempts: int = 30) -> Index:
+    """The database may start after us (compose, boot): retry with backoff."""
+    delay = 1.0
+    for attempt in range(1, attempts + 1):
+        try:
+            return Index(url)
+        except Exception as exc:  # noqa: BLE001 - driver errors vary by backend
+            if attempt == attempts:
+                print(f"sisock-g3-file-scanner: cannot open the index {describe_url(url)}: {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
+            log.warn("index database not reachable ({e}); retrying in {d:.0f} s", e=exc, d=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)

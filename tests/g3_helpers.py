@@ -1,0 +1,92 @@
+"""Shared pieces of the g3 tests: archives, scans and index snapshots."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sisock.cache import ByteLRU
+from sisock.components.g3_demo import Provider, expected, write_archive
+from sisock.components.g3_index import OK, Index, database_url
+from sisock.components.g3_scanner import Scanner
+from sisock.servers.g3_reader import Archive
+
+START = 1_700_000_000.0
+PROVIDERS = [
+    Provider("observatory.therm1.feeds.temperatures", ["ch1_t", "ch2_t", "ch3_t"], rate=1.0, block="temps"),
+    Provider("observatory.gauge2.feeds.pressures", ["p_main", "p_aux"], rate=0.5, block="press"),
+]
+GAP = (START + 5000.0, START + 6500.0)
+
+
+def make_archive(directory, hours=4, schema=2, start=START, providers=PROVIDERS, gaps=(GAP,), **kw):
+    args = dict(file_seconds=3600, frame_seconds=300, schema=schema, gaps=gaps, spike_every=1800, **kw)
+    paths = write_archive(str(directory), start, start + hours * 3600, providers, **args)
+    return paths, expected(providers, start, start + hours * 3600, **args)
+
+
+def open_index(env) -> Index:
+    return Index(database_url(env))
+
+
+def scan(env, data_dir):
+    index = open_index(env)
+    try:
+        return Scanner(index, str(data_dir)).scan_once()
+    finally:
+        index.dispose()
+
+
+def archive(env, data_dir, cache_bytes=64 * 1024 * 1024) -> Archive:
+    return Archive(open_index(env), str(data_dir), ByteLRU(cache_bytes))
+
+
+def snapshot(index: Index) -> dict:
+    """``{path: {(provider, field): (start, end)}}`` of the fully indexed files."""
+    import sqlalchemy as sa
+
+    from sisock.components import g3_index as g
+
+    query = (
+        sa.select(g.files.c.path, g.feeds.c.description, g.fields.c.field, g.fields.c.start, g.fields.c.end)
+        .select_from(g.fields).join(g.feeds, g.fields.c.feed_id == g.feeds.c.id)
+        .join(g.files, g.feeds.c.file_id == g.files.c.id).where(g.files.c.status == OK)
+    )
+    out: dict = {}
+    with index.engine.connect() as conn:
+        for path, prov, field, lo, hi in conn.execute(query):
+            out.setdefault(path, {})[(prov, field)] = (lo, hi)
+        ok_files = [row[0] for row in conn.execute(sa.select(g.files.c.path).where(g.files.c.status == OK))]
+    for path in ok_files:
+        out.setdefault(path, {})
+    return out
+
+
+def expected_file_ranges(paths, data_dir, truth, providers=PROVIDERS, file_seconds=3600):
+    """What the index must say of each file, from the samples written."""
+    out = {}
+    for path in paths:
+        t0 = float(os.path.basename(path)[:-3])
+        entry = {}
+        for p in providers:
+            for field in p.fields:
+                t, _ = truth[f"{p.description}.{field}"]
+                inside = t[(t >= t0) & (t < t0 + file_seconds)]
+                if len(inside):
+                    entry[(p.description, field)] = (int(round(inside[0] * 1e6)), int(round(inside[-1] * 1e6)))
+        out[os.path.relpath(path, data_dir)] = entry
+    return out
+
+
+def window(truth, name, start, end):
+    t, v = truth[name]
+    keep = (t >= start) & (t <= end)
+    return t[keep], v[keep]
+
+
+def assert_series_equal(got, want):
+    t, v = got
+    wt, wv = want
+    assert np.array_equal(t, wt), (len(t), len(wt))
+    assert np.array_equal(v, wv)
