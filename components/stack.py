@@ -50,7 +50,8 @@ SERVERS: dict[str, tuple[tuple[str, ...], ...]] = {
     "g3-reader": (("sisock-g3-file-scanner",), ("sisock-g3-reader-server",)),
 }
 NONE = "none"
-DEFAULT_SERVERS = "weather"
+DEFAULT_SERVERS = "weather,g3-reader"
+DEMO_DAYS = 3
 DEFAULT_STATE_DIR = ".sisock"
 
 ROUTER_TIMEOUT = 30.0
@@ -416,4 +417,24 @@ def run(args) -> int:
         print(f"sisock up: {exc}", file=sys.stderr)
         return 2
     env = child_environment(cbdir)
+    env.setdefault("SISOCK_STATE_DIR", state_dir)
+    if "g3-reader" in servers and not env.get("DATA_DIRECTORY"):
+        try:
+            env.update(g3_demo_environment(state_dir))
+        except ImportError as exc:
+            print(f"sisock up: the g3 demo needs so3g ({exc}); install sisock[g3] or leave out g3-reader",
+                  file=sys.stderr)
+            return 2
     return Stack(settings, state_dir, children, env, servers).run()
+
+
+def g3_demo_environment(state_dir: str) -> dict[str, str]:
+    """Without a DATA_DIRECTORY of their own, scanner and g3-reader serve a
+    demo archive (written once, ending now) indexed in SQLite, so the g3 path
+    can be seen without MariaDB or real data."""
+    from .g3_demo import demo_archive
+
+    folder = os.path.join(state_dir, "g3-demo")
+    print(f"sisock up: demo g3 archive in {folder} (written on first run)", flush=True)
+    demo_archive(folder, days=DEMO_DAYS)
+    return {"DATA_DIRECTORY": folder, "SCAN_INTERVAL": os.environ.get("SCAN_INTERVAL") or "60"}

@@ -21,7 +21,7 @@ GAP = (START + 5000.0, START + 6500.0)
 
 
 def make_archive(directory, hours=4, schema=2, start=START, providers=PROVIDERS, gaps=(GAP,), **kw):
-    args = dict(file_seconds=3600, frame_seconds=300, schema=schema, gaps=gaps, spike_every=1800, **kw)
+    args = {"file_seconds": 3600, "frame_seconds": 300, "schema": schema, "gaps": gaps, "spike_every": 1800, **kw}
     paths = write_archive(str(directory), start, start + hours * 3600, providers, **args)
     return paths, expected(providers, start, start + hours * 3600, **args)
 

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import txaio
 from autobahn.wamp.exception import ApplicationError
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 
 from sisock.base import uri
 from sisock.link import CallTimeout, NotConnected
@@ -24,6 +24,9 @@ from .request import SEPARATOR, Query
 ADDED = uri("consumer.data_node_added")
 SUBTRACTED = uri("consumer.data_node_subtracted")
 ALL_TIME = (1, 0)  # get_fields(1, 0): from the epoch until now
+#: Field lists also change without a hub event (an archive server indexes new
+#: files), so they are refreshed this often in the background too.
+REFRESH_SECONDS = 30.0
 
 log = txaio.make_logger()
 
@@ -39,6 +42,9 @@ class DataSource:
         self._fields: dict[str, dict] = {}
         self._lock = threading.Lock()
         link.on_join(self._on_join)
+        self._refresher = task.LoopingCall(self._refresh_all)
+        self._refresher.clock = link.reactor
+        link.reactor.callWhenRunning(self._refresher.start, REFRESH_SECONDS, now=False)
 
     # -- reactor side: keeping the field list current -----------------------
 
@@ -46,6 +52,11 @@ class DataSource:
     def _on_join(self, session):
         yield session.subscribe(lambda node, *a, **k: self._refresh(node.get("name")), ADDED)
         yield session.subscribe(lambda node, *a, **k: self._forget(node.get("name")), SUBTRACTED)
+        yield self._sync_nodes()
+
+    @defer.inlineCallbacks
+    def _sync_nodes(self):
+        """The hub's node list, then every node's fields."""
         try:
             nodes = yield self.link.call_in_reactor(uri("consumer.get_data_node"), timeout=self.call_timeout)
         except Exception as exc:  # noqa: BLE001 - hub not up yet: its events will fill the list
@@ -56,6 +67,13 @@ class DataSource:
             for gone in set(self._fields) - names:
                 del self._fields[gone]
         yield defer.DeferredList([self._refresh(name) for name in names], consumeErrors=True)
+
+    def _refresh_all(self):
+        if not self.link.connected:
+            return None
+        d = self._sync_nodes()
+        d.addErrback(lambda f: log.warn("periodic field refresh failed: {e}", e=f.getErrorMessage()))
+        return d
 
     @defer.inlineCallbacks
     def _refresh(self, name):
@@ -73,8 +91,10 @@ class DataSource:
             log.warn("could not list fields of {n}: {e}", n=name, e=exc)
             return
         with self._lock:
+            changed = self._fields.get(name) != field
             self._fields[name] = dict(field)
-        log.info("data node {n}: {k} field(s)", n=name, k=len(field))
+        if changed:
+            log.info("data node {n}: {k} field(s)", n=name, k=len(field))
 
     def _forget(self, name):
         with self._lock:
