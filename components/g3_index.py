@@ -268,6 +268,11 @@ class Index:
                     found.add(tuple(newest))
         return sorted((Location(*row) for row in found), key=lambda loc: (loc.start, loc.path))
 
+    def version(self):
+        """Changes whenever a scan changed the index (files added, grown, removed)."""
+        with self.engine.connect() as conn:
+            return tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(files.c.scanned))).one())
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {

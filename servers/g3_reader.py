@@ -16,6 +16,8 @@ import sys
 from collections import defaultdict
 
 import numpy as np
+from twisted.internet import threads
+from twisted.internet.defer import inlineCallbacks
 
 from sisock import connect, contract
 from sisock.base import DataNodeServer
@@ -24,6 +26,9 @@ from sisock.components.g3_files import TICKS_PER_SECOND, read_hk
 from sisock.components.g3_index import Index, database_url, describe_url
 
 DEFAULT_CACHE_MB = 512
+#: How often to look for a new scan; when there was one, the server announces
+#: itself again so consumers (the HTTP bridge) refresh its field list.
+WATCH_SECONDS = 10.0
 
 
 def _us(t: float) -> int:
@@ -109,6 +114,31 @@ class G3Reader(DataNodeServer):
         super().__init__(config)
         self.archive = archive
         self.max_points = max_points
+
+    def after_onJoin(self, details):
+        from twisted.internet import task
+
+        self._seen_version = None
+        self._watch = task.LoopingCall(self._check_index)
+        self._watch.start(WATCH_SECONDS, now=True)
+
+    def onLeave(self, details):
+        watch = getattr(self, "_watch", None)
+        if watch is not None and watch.running:
+            watch.stop()
+        super().onLeave(details)
+
+    @inlineCallbacks
+    def _check_index(self):
+        try:
+            version = yield threads.deferToThread(self.archive.index.version)
+        except Exception as exc:  # noqa: BLE001 - database down: try again next time
+            self.log.warn("cannot read the index: {e}", e=exc)
+            return
+        if self._seen_version is not None and version != self._seen_version and self.session_id:
+            self.log.info("the index changed; announcing new fields")
+            yield self._announce(self.session_id)
+        self._seen_version = version
 
     def _get_fields_blocking(self, start, end):
         names = self.archive.index.names(_us(start), _us(end) + 1)

@@ -12,6 +12,7 @@ import requests
 from sisock.base import uri
 from sisock.config import Settings
 
+from ocs_fixtures import ocs_archive  # noqa: F401 - a session fixture shared by several modules
 from procs import Proc, free_port, port_open, wait_for
 
 TEST_SECRET = "a-test-secret-that-is-not-the-default"

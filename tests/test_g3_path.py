@@ -9,6 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import so3g
+
+from sisock import contract
+from sisock.cache import ByteLRU
+from sisock.components.g3_demo import Provider, append_frames, expected, garbage_file, truncate_file, write_file
+from sisock.components.g3_index import ERROR, PARTIAL
+from sisock.servers.g3_reader import G3Reader
+
 from g3_helpers import (
     PROVIDERS,
     START,
@@ -21,12 +28,6 @@ from g3_helpers import (
     snapshot,
     window,
 )
-
-from sisock import contract
-from sisock.cache import ByteLRU
-from sisock.components.g3_demo import Provider, append_frames, expected, garbage_file, truncate_file, write_file
-from sisock.components.g3_index import ERROR, PARTIAL
-from sisock.servers.g3_reader import G3Reader
 
 ALL = (0, 2**62)
 

@@ -45,6 +45,16 @@ def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
         (series,) = requests.post(http + "/query", json=body, timeout=10).json()
         assert 50 <= len(series["datapoints"]) <= 100
         assert f"http://127.0.0.1:{ports['PORT']}" in (tmp_path / "up.log").read_text()
+        # The demo g3 archive, scanned into SQLite and served by the g3-reader.
+        g3 = "g3_reader::observatory.LSA22YE.feeds.temperatures"
+
+        def g3_listed():
+            return [m for m in requests.post(http + "/search", json={"target": g3}, timeout=2).json()]
+
+        metric = wait_for(g3_listed, 60, "the demo g3 archive in /search")[0]
+        body["targets"] = [{"target": metric, "refId": "G"}]
+        (g3_series,) = requests.post(http + "/query", json=body, timeout=10).json()
+        assert 50 <= len(g3_series["datapoints"]) <= 100
         family = _descendants(up.pid)
         assert len(family) >= 4, family  # crossbar controller + router worker, bridge, weather
     finally:
