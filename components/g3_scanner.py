@@ -118,6 +118,9 @@ class Scanner:
             stats.removed = len(gone)
             log.info("removed {n} deleted file(s) from the index", n=len(gone))
         todo = [c for c in on_disk if known.get(c.path) != (c.size, c.mtime_ns, OK)]
+        # Newest first: during a long first scan, recent data (what dashboards
+        # show by default) is served soonest.
+        todo.sort(key=lambda c: (c.mtime_ns, c.path), reverse=True)
         stats.unchanged = len(on_disk) - len(todo)
         progress = Progress(len(todo), sum(c.size for c in todo))
         try:

@@ -53,8 +53,11 @@ def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
 
         metric = wait_for(g3_listed, 60, "the demo g3 archive in /search")[0]
         body["targets"] = [{"target": metric, "refId": "G"}]
-        (g3_series,) = requests.post(http + "/query", json=body, timeout=10).json()
-        assert 50 <= len(g3_series["datapoints"]) <= 100
+
+        def g3_points():  # the first scan may still be indexing when the field shows up
+            return requests.post(http + "/query", json=body, timeout=10).json()[0]["datapoints"]
+
+        assert 50 <= len(wait_for(g3_points, 60, "demo g3 data in the last 6 h")) <= 100
         family = _descendants(up.pid)
         assert len(family) >= 4, family  # crossbar controller + router worker, bridge, weather
     finally:
