@@ -22,6 +22,7 @@ import numpy as np
 #: G3 time ticks per second (spt3g stores times as int64 in units of 10 ns).
 TICKS_PER_SECOND = 100_000_000
 TICKS_PER_US = 100
+CURRENT_SCHEMA = 2
 
 
 class UnreadableFile(Exception):
@@ -52,10 +53,11 @@ class Block:
                 chunks.append(_missing(len(ticks), chunks[0] if chunks else np.zeros(0)))
 
     def arrays(self):
-        """``(t in seconds, {field: values})`` with one array per field."""
-        ticks = np.concatenate(self.ticks) if self.ticks else np.zeros(0, dtype=np.int64)
-        values = {name: np.concatenate(chunks) for name, chunks in self.values.items()}
-        return ticks, values
+        """``(ticks, {field: values})`` with one array per field (joined once)."""
+        if len(self.ticks) != 1 or any(len(chunks) != 1 for chunks in self.values.values()):
+            self.ticks = [np.concatenate(self.ticks) if self.ticks else np.zeros(0, dtype=np.int64)]
+            self.values = {name: [np.concatenate(chunks)] for name, chunks in self.values.items()}
+        return self.ticks[0], {name: chunks[0] for name, chunks in self.values.items()}
 
 
 def _missing(n: int, like: np.ndarray) -> np.ndarray:
@@ -79,8 +81,8 @@ class HKFile:
         """``{(prov_id, description, field): (first µs, last µs)}``."""
         out = {}
         for block in self.blocks.values():
-            ticks = np.concatenate(block.ticks) if block.ticks else None
-            if ticks is None or len(ticks) == 0:
+            ticks, _ = block.arrays()
+            if len(ticks) == 0:
                 continue
             lo, hi = int(ticks.min()) // TICKS_PER_US, int(ticks.max()) // TICKS_PER_US
             for name in block.values:
@@ -96,10 +98,12 @@ def _plain(value):
 
 
 def _column(vector) -> np.ndarray:
+    # A view: numpy keeps the G3 vector alive through the array's base, and
+    # the block's concatenation makes the one copy we need.
     array = np.asarray(vector)
     if array.dtype.kind in "US":
         return np.asarray(array, dtype=object)
-    return np.array(array)  # copy: the G3 buffer goes away with the frame
+    return array
 
 
 @functools.cache
@@ -125,7 +129,10 @@ def read_hk(path: str, providers=None) -> HKFile:
         for raw in core.G3File(path):
             if raw.type != housekeeping:
                 continue
-            for frame in translator(raw):
+            # Current-schema frames need no translation (the common case, and
+            # the translator's pass-through is not free).
+            current = raw.get("hkagg_version", 0) == CURRENT_SCHEMA
+            for frame in (raw,) if current else translator(raw):
                 if frame.type != housekeeping:
                     continue
                 result.frames += 1
@@ -152,7 +159,7 @@ def _take_data(result: HKFile, frame, active, providers):
     if providers is not None and description not in providers:
         return
     for name, block in zip(frame["block_names"], frame["blocks"], strict=True):
-        ticks = np.array(np.asarray(block.times), dtype=np.int64)
+        ticks = np.asarray(block.times, dtype=np.int64)
         if len(ticks) == 0:
             continue
         key = (description, str(name))

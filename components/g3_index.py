@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 OK, PARTIAL, ERROR = "ok", "partial", "error"
 
 metadata = sa.MetaData()
@@ -70,6 +70,17 @@ fields = sa.Table(
 )
 
 
+summaries = sa.Table(
+    "summaries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("block", sa.String(255), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary(length=2**32 - 1), nullable=False),
+    sa.Index("ix_summaries_feed_level", "feed_id", "level"),
+)
+
+
 def database_url(env: Mapping | None = None, state_dir: str | None = None) -> URL | str:
     """MariaDB from ``SQL_*`` when ``SQL_HOST`` is set, else SQLite in the state folder."""
     env = os.environ if env is None else env
@@ -98,6 +109,9 @@ def describe_url(url) -> str:
 def _sqlite_pragmas(dbapi_connection, _record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the scanner
+    # One commit per file: with WAL, NORMAL keeps the index consistent after a
+    # crash of the process (not of the machine) without an fsync per file.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
@@ -113,6 +127,7 @@ class Location:
     name: str
     start: int
     end: int
+    feed_id: int
 
 
 class Index:
@@ -137,6 +152,8 @@ class Index:
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS.get(step, ()):
                     conn.execute(sa.text(statement))
+            if conn.execute(sa.select(meta.c.name).where(meta.c.name == "generation")).first() is None:
+                conn.execute(meta.insert().values(name="generation", value=str(time.time_ns())))
             if row is None:
                 conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
             elif version != SCHEMA_VERSION:
@@ -152,15 +169,18 @@ class Index:
             rows = conn.execute(sa.select(files.c.path, files.c.size, files.c.mtime_ns, files.c.status))
             return {path: (size, mtime, status) for path, size, mtime, status in rows}
 
-    def replace_file(self, path: str, size: int, mtime_ns: int, ranges, error: str | None = None):
+    def replace_file(self, path: str, size: int, mtime_ns: int, ranges, error: str | None = None,
+                     blobs=(), known: bool = True):
         """Index one file, replacing what was known of it, in one transaction.
 
         ``ranges`` maps ``(prov_id, provider description, field)`` to the
-        first and last sample time in µs.
+        first and last sample time in µs; ``blobs`` are ``(prov_id,
+        provider description, block, level, bytes)`` summaries.
         """
         status = OK if error is None else PARTIAL
         with self.engine.begin() as conn:
-            self._forget(conn, [path])
+            if known:  # a first scan skips deleting what cannot be there
+                self._forget(conn, [path])
             file_id = conn.execute(files.insert().values(
                 path=path, size=size, mtime_ns=mtime_ns, status=status, error=error, scanned=time.time(),
             )).inserted_primary_key[0]
@@ -179,6 +199,13 @@ class Index:
             ]
             if rows:
                 conn.execute(fields.insert(), rows)
+            blob_rows = [
+                {"feed_id": feed_ids[(prov_id, desc)], "block": block, "level": level, "data": data}
+                for prov_id, desc, block, level, data in blobs if (prov_id, desc) in feed_ids
+            ]
+            if blob_rows:
+                conn.execute(summaries.insert(), blob_rows)
+            self._bump(conn)
 
     def mark_unreadable(self, path: str, size: int, mtime_ns: int, reason: str):
         """Leave the file out of the index but remember why (retried next pass)."""
@@ -187,6 +214,7 @@ class Index:
             conn.execute(files.insert().values(
                 path=path, size=size, mtime_ns=mtime_ns, status=ERROR, error=reason[:2000], scanned=time.time(),
             ))
+            self._bump(conn)
 
     def remove(self, paths: Iterable[str]):
         paths = list(paths)
@@ -196,10 +224,12 @@ class Index:
             for i in range(0, len(paths), 500):
                 self._forget(conn, paths[i:i + 500])
             self._prune_names(conn)
+            self._bump(conn)
 
     def _forget(self, conn, paths):
         file_ids = sa.select(files.c.id).where(files.c.path.in_(paths))
         feed_ids = sa.select(feeds.c.id).where(feeds.c.file_id.in_(file_ids))
+        conn.execute(summaries.delete().where(summaries.c.feed_id.in_(feed_ids)))
         conn.execute(fields.delete().where(fields.c.feed_id.in_(feed_ids)))
         conn.execute(feeds.delete().where(feeds.c.file_id.in_(file_ids)))
         conn.execute(files.delete().where(files.c.path.in_(paths)))
@@ -239,47 +269,95 @@ class Index:
     def _locate_query(self):
         return (
             sa.select(files.c.path, feeds.c.description, fields.c.field, description.c.description,
-                      fields.c.start, fields.c.end)
+                      fields.c.start, fields.c.end, feeds.c.id)
             .select_from(fields)
             .join(description, fields.c.description_id == description.c.id)
             .join(feeds, fields.c.feed_id == feeds.c.id)
             .join(files, feeds.c.file_id == files.c.id)
         )
 
-    def locate(self, names: Iterable[str], start_us: int, end_us: int) -> list[Location]:
+    def locate(self, names: Iterable[str], start_us: int, end_us: int) -> tuple[list[Location], dict]:
         """The files holding ``names`` in ``[start, end]``, plus each name's
-        newest file, which may have grown past what the index last saw."""
+        newest file, which may have grown past what the index last saw.
+
+        Returns the locations in time order and ``{name: newest feed id}``.
+        """
         names = sorted(set(names))
         if not names:
-            return []
-        found = set()
+            return [], {}
         base = self._locate_query()
         with self.engine.connect() as conn:
-            rows = conn.execute(base.where(
+            found = set(conn.execute(base.where(
                 description.c.description.in_(names), fields.c.end >= start_us, fields.c.start <= end_us,
+            )).all())
+            newest_start = (
+                sa.select(fields.c.description_id, sa.func.max(fields.c.start).label("start"))
+                .join(description, fields.c.description_id == description.c.id)
+                .where(description.c.description.in_(names), fields.c.start <= end_us)
+                .group_by(fields.c.description_id)
+                .subquery()
+            )
+            newest = conn.execute(base.join(
+                newest_start,
+                sa.and_(fields.c.description_id == newest_start.c.description_id,
+                        fields.c.start == newest_start.c.start),
             )).all()
-            found.update(rows)
-            for name in names:
-                newest = conn.execute(
-                    base.where(description.c.description == name, fields.c.start <= end_us)
-                    .order_by(fields.c.start.desc()).limit(1)
-                ).first()
-                if newest is not None:
-                    found.add(tuple(newest))
-        return sorted((Location(*row) for row in found), key=lambda loc: (loc.start, loc.path))
+        found.update(newest)
+        newest_feed = {row[3]: row[6] for row in newest}
+        locations = sorted((Location(*row) for row in found), key=lambda loc: (loc.start, loc.path))
+        return locations, newest_feed
 
-    def version(self):
-        """Changes whenever a scan changed the index (files added, grown, removed)."""
+    def summaries(self, feed_ids: Iterable[int], level: int) -> dict[tuple[int, str], bytes]:
+        """``{(feed id, block): blob}`` at ``level`` for the given feeds."""
+        feed_ids = sorted(set(feed_ids))
+        out = {}
         with self.engine.connect() as conn:
-            return tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(files.c.scanned))).one())
+            for i in range(0, len(feed_ids), 500):
+                rows = conn.execute(
+                    sa.select(summaries.c.feed_id, summaries.c.block, summaries.c.data)
+                    .where(summaries.c.feed_id.in_(feed_ids[i:i + 500]), summaries.c.level == level)
+                )
+                out.update({(feed, block): bytes(data) for feed, block, data in rows})
+        return out
+
+    def generation(self) -> str:
+        """Changes whenever the index changes (files added, grown, removed): one
+        primary-key read, so readers can check it on every request."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(meta.c.value).where(meta.c.name == "generation")).scalar() or ""
+
+    def _bump(self, conn):
+        conn.execute(meta.update().where(meta.c.name == "generation").values(value=str(time.time_ns())))
+
+    def name_tables(self, names: Iterable[str]) -> dict[str, list[tuple]]:
+        """Every indexed file of each name: ``(start, end, feed id, path,
+        provider, field)`` rows in time order."""
+        names = sorted(set(names))
+        out: dict[str, list[tuple]] = {name: [] for name in names}
+        query = (
+            sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, files.c.path,
+                      feeds.c.description, fields.c.field)
+            .select_from(fields)
+            .join(description, fields.c.description_id == description.c.id)
+            .join(feeds, fields.c.feed_id == feeds.c.id)
+            .join(files, feeds.c.file_id == files.c.id)
+            .order_by(fields.c.start)
+        )
+        with self.engine.connect() as conn:
+            for i in range(0, len(names), 500):
+                for name, *row in conn.execute(query.where(description.c.description.in_(names[i:i + 500]))):
+                    out[name].append(tuple(row))
+        return out
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
                 table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-                for table in (files, feeds, fields, description)
+                for table in (files, feeds, fields, description, summaries)
             }
 
 
-#: Statements that bring an index from version N-1 to N (none yet).
-MIGRATIONS: dict[int, list[str]] = {}
+#: Statements that bring an index from version N-1 to N. Version 2 added the
+#: ``summaries`` table, which create_all makes; files scanned before it have
+#: none, so they are marked for a rescan.
+MIGRATIONS: dict[int, list[str]] = {2: ["UPDATE files SET size = -1"]}

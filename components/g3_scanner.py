@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import txaio
 
-from .g3_files import UnreadableFile, read_hk
+from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from .g3_index import OK, Index, database_url, describe_url
+from .g3_summary import summarize
 
 log = txaio.make_logger()
 
@@ -101,10 +102,48 @@ class Progress:
             self.bar.close()
 
 
+@dataclass
+class Extract:
+    """What the index needs of one file; made in a worker process."""
+
+    size: int = 0
+    mtime_ns: int = 0
+    ranges: dict | None = None
+    blobs: list | None = None
+    error: str | None = None       # damaged or unfinished past some frame
+    unreadable: str | None = None  # nothing could be read
+    missing: bool = False
+
+
+def extract(full: str) -> Extract:
+    """Read and summarize one file (top level, so worker processes can run it)."""
+    try:
+        hk = read_hk(full)
+    except UnreadableFile as exc:
+        return Extract(unreadable=str(exc))
+    except FileNotFoundError:
+        return Extract(missing=True)
+    return Extract(hk.size, hk.mtime_ns, hk.field_ranges(), summary_blobs(hk), hk.error)
+
+
+def scan_workers(env=None) -> int:
+    env = os.environ if env is None else env
+    raw = env.get("SCAN_WORKERS")
+    return max(1, int(raw)) if raw else max(1, min(os.cpu_count() or 1, 4))
+
+
 class Scanner:
-    def __init__(self, index: Index, data_dir: str):
+    """Files are read and summarized by a pool of worker processes (decoding
+    is CPU-bound and holds the GIL); the index is written here, one
+    transaction per file, in the order the files were handed out."""
+
+    #: Below this many files a pool costs more than it saves.
+    POOL_MIN_FILES = 8
+
+    def __init__(self, index: Index, data_dir: str, workers: int | None = None):
         self.index = index
         self.data_dir = data_dir
+        self.workers = scan_workers() if workers is None else workers
 
     def scan_once(self) -> PassStats:
         t0 = time.monotonic()
@@ -124,32 +163,66 @@ class Scanner:
         stats.unchanged = len(on_disk) - len(todo)
         progress = Progress(len(todo), sum(c.size for c in todo))
         try:
-            for candidate in todo:
-                self._index_one(candidate, stats)
+            for candidate, result in zip(todo, self._extracts(todo), strict=True):
+                self._store(candidate, result, stats, candidate.path in known)
                 progress.step(candidate.size)
         finally:
             progress.close()
         stats.seconds = time.monotonic() - t0
         return stats
 
-    def _index_one(self, c: Candidate, stats: PassStats):
-        try:
-            hk = read_hk(c.full)
-        except UnreadableFile as exc:
-            stats.failed += 1
-            log.warn("skipping unreadable file {p} (will retry next pass): {e}", p=c.path, e=str(exc))
-            self.index.mark_unreadable(c.path, c.size, c.mtime_ns, str(exc))
+    def _extracts(self, todo):
+        paths = [c.full for c in todo]
+        if self.workers < 2 or len(paths) < self.POOL_MIN_FILES:
+            yield from map(extract, paths)
             return
-        except FileNotFoundError:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        import so3g  # noqa: F401 - loaded once here, inherited by the forked workers
+
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_die_with_parent) as pool:
+            yield from pool.map(extract, paths, chunksize=2)
+
+    def _store(self, c: Candidate, result: Extract, stats: PassStats, known: bool):
+        if result.missing:
+            return
+        if result.unreadable is not None:
+            stats.failed += 1
+            log.warn("skipping unreadable file {p} (will retry next pass): {e}", p=c.path, e=result.unreadable)
+            self.index.mark_unreadable(c.path, c.size, c.mtime_ns, result.unreadable)
             return
         stats.read += 1
         stats.bytes += c.size
-        if hk.error:
+        if result.error:
             stats.partial += 1
             log.warn("indexed {p} up to a damaged or unfinished frame (will retry next pass): {e}",
-                     p=c.path, e=hk.error)
+                     p=c.path, e=result.error)
         # Index what was read, under the size/mtime it had when read.
-        self.index.replace_file(c.path, hk.size, hk.mtime_ns, hk.field_ranges(), hk.error)
+        self.index.replace_file(c.path, result.size, result.mtime_ns, result.ranges, result.error, result.blobs,
+                                known=known)
+
+
+def _die_with_parent():
+    """A worker must not outlive a scanner killed with SIGKILL (Linux only)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def summary_blobs(hk) -> list:
+    """Every block's summaries, ready for :meth:`Index.replace_file`."""
+    blobs = []
+    for block in hk.blocks.values():
+        ticks, values = block.arrays()
+        for summary in summarize(ticks / TICKS_PER_SECOND, values):
+            blobs.append((block.prov_id, block.description, block.name, summary.level, summary.encode()))
+    return blobs
 
 
 def data_directory(env=None) -> str:

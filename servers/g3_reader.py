@@ -21,9 +21,11 @@ from twisted.internet.defer import inlineCallbacks
 
 from sisock import connect, contract
 from sisock.base import DataNodeServer
-from sisock.cache import ByteLRU
+from sisock.cache import ByteLRU, Coalescer
 from sisock.components.g3_files import TICKS_PER_SECOND, read_hk
-from sisock.components.g3_index import Index, database_url, describe_url
+from sisock.components.g3_index import Index, Location, database_url, describe_url
+from sisock.components.g3_summary import Summary, choose_level
+from sisock.downsample import grid_width, merge_on_grid
 
 DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
@@ -81,29 +83,161 @@ class Archive:
                     out[name] = (t, column)
         return out
 
+    def locate(self, names, start: float, end: float):
+        """Like :meth:`Index.locate`, from per-name file tables cached until
+        the index changes (one primary-key read per request, not a join)."""
+        generation = self.index.generation()
+        tables, missing = {}, []
+        for name in set(names):
+            table = self.cache.get(("files", generation, name))
+            if table is None:
+                missing.append(name)
+            else:
+                tables[name] = table
+        if missing:
+            for name, rows in self.index.name_tables(missing).items():
+                tables[name] = _NameTable(rows)
+                self.cache.put(("files", generation, name), tables[name])
+        t0, t1 = _us(start), _us(end) + 1
+        locations, newest = [], {}
+        for name, table in tables.items():
+            found, last = table.overlapping(name, t0, t1)
+            locations.extend(found)
+            if last is not None:
+                newest[name] = last
+        locations.sort(key=lambda loc: (loc.start, loc.path))
+        return locations, newest
+
     def series(self, names, start: float, end: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``{full name: (t, values)}`` within ``[start, end]``, sorted by time."""
+        """``{full name: (t, values)}``: every sample within ``[start, end]``, sorted by time."""
+        locations, _ = self.locate(names, start, end)
         chunks = defaultdict(list)
-        for loc in self.index.locate(names, _us(start), _us(end) + 1):
-            samples = self.provider_samples(loc.path, loc.provider)
-            if not samples or loc.field not in samples:
-                continue
-            t, v = samples[loc.field]
-            lo = np.searchsorted(t, start, side="left")
-            hi = np.searchsorted(t, end, side="right")
-            if hi > lo:
-                chunks[loc.name].append((t[lo:hi], v[lo:hi]))
-        out = {}
-        for name, parts in chunks.items():
-            t = np.concatenate([p[0] for p in parts])
-            v = np.concatenate([p[1] for p in parts])
-            if len(parts) > 1:
-                order = np.argsort(t, kind="stable")
-                t, v = t[order], v[order]
-                keep = np.r_[True, t[1:] != t[:-1]]  # a sample indexed in two files counts once
-                t, v = t[keep], v[keep]
-            out[name] = (t, v)
+        for loc in locations:
+            part = self._raw(loc, start, end)
+            if part is not None:
+                chunks[loc.name].append(part)
+        return {name: _join(parts) for name, parts in chunks.items()}
+
+    def _raw(self, loc, start, end):
+        samples = self.provider_samples(loc.path, loc.provider)
+        if not samples or loc.field not in samples:
+            return None
+        t, v = samples[loc.field]
+        lo = np.searchsorted(t, start, side="left")
+        hi = np.searchsorted(t, end, side="right")
+        return (t[lo:hi], v[lo:hi]) if hi > lo else None
+
+    def summaries(self, feed_ids, level: int) -> dict[int, dict[str, Summary]]:
+        """``{feed id: {block: Summary}}`` at ``level``, through the cache."""
+        out, missing = {}, []
+        for feed in feed_ids:
+            cached = self.cache.get(("summary", feed, level))
+            if cached is None:
+                missing.append(feed)
+            else:
+                out[feed] = cached
+        if missing:
+            fetched = defaultdict(dict)
+            for (feed, block), blob in self.index.summaries(missing, level).items():
+                fetched[feed][block] = Summary.decode(blob)
+            for feed in missing:
+                out[feed] = fetched.get(feed, {})
+                self.cache.put(("summary", feed, level), out[feed])
         return out
+
+    def panel(self, names, start: float, end: float, min_stride: float):
+        """``{name: (t, values)}`` decimated to ``min_stride`` from summaries,
+        or None when the stride is finer than the finest summary.
+
+        Answer buckets are a multiple of the summary level wide and aligned
+        like the summaries, so each holds whole summary buckets and its min
+        and max are those of its samples. Raw samples fill in where
+        summaries cannot be used as they are: a name's newest file (it may
+        have grown since it was summarized) and files cut by the range's
+        edges, so every point is a real sample inside ``[start, end]``.
+        """
+        level = choose_level(min_stride)
+        if level is None:
+            return None
+        width = grid_width(min_stride, level)
+        locations, newest = self.locate(names, start, end)
+        summarized = [loc for loc in locations if newest.get(loc.name) != loc.feed_id]
+        summaries = self.summaries({loc.feed_id for loc in summarized}, level)
+        parts = defaultdict(list)
+        for loc in locations:
+            piece = None
+            if newest.get(loc.name) != loc.feed_id:
+                piece = _summary_part(summaries.get(loc.feed_id, {}), loc.field, start, end)
+            if piece is None:
+                raw = self._raw(loc, start, end)
+                if raw is None:
+                    continue
+                t, v = raw
+                v = np.asarray(v, dtype=np.float64)
+                piece = (t, t, v, v, np.ones(len(t), dtype=bool))
+            if len(piece[0]):
+                parts[loc.name].append(piece)
+        out = {}
+        for name, pieces in parts.items():
+            columns = [np.concatenate([p[i] for p in pieces]) for i in range(5)]
+            out[name] = merge_on_grid(*columns, width)
+        return out
+
+
+class _NameTable:
+    """A name's files as arrays, for vectorised range lookups."""
+
+    __slots__ = ("start", "end", "feed", "rows", "nbytes")
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.start = np.array([r[0] for r in rows], dtype=np.int64)
+        self.end = np.array([r[1] for r in rows], dtype=np.int64)
+        self.feed = np.array([r[2] for r in rows], dtype=np.int64)
+        self.nbytes = 200 * len(rows) + 64
+
+    def overlapping(self, name, t0: int, t1: int):
+        """Locations overlapping ``[t0, t1]`` µs plus the newest file's feed
+        id (the newest starting by ``t1``, which may have grown since)."""
+        started = int(np.searchsorted(self.start, t1, side="right"))
+        if started == 0:
+            return [], None
+        hits = np.flatnonzero(self.end[:started] >= t0)
+        newest = started - 1
+        if len(hits) == 0 or hits[-1] != newest:
+            hits = np.r_[hits, newest]
+        return [Location(*self.rows[i][3:], name, *self.rows[i][:3]) for i in hits], int(self.feed[newest])
+
+
+def _summary_part(blocks: dict, field: str, start: float, end: float):
+    """The field's buckets inside ``[start, end]``; None if the summary does
+    not hold the field or a bucket straddles an edge (raw data must decide)."""
+    for summary in blocks.values():
+        stats = summary.fields.get(field)
+        if stats is None:
+            continue
+        t_first, t_last = summary.t_first, summary.t_last
+        if len(t_first) and t_first[0] >= start and t_last[-1] <= end:  # the usual case: all inside
+            sl = slice(None)
+        else:
+            lo = np.searchsorted(t_last, start, side="left")
+            hi = np.searchsorted(t_first, end, side="right")
+            if (lo < len(t_first) and t_first[lo] < start) or (hi > 0 and t_last[hi - 1] > end):
+                return None
+            sl = slice(lo, hi)
+        return t_first[sl], t_last[sl], stats["min"][sl], stats["max"][sl], stats["min_first"][sl]
+    return None
+
+
+def _join(parts):
+    t = np.concatenate([p[0] for p in parts])
+    v = np.concatenate([p[1] for p in parts])
+    if len(parts) > 1:
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+        keep = np.r_[True, t[1:] != t[:-1]]  # a sample indexed in two files counts once
+        t, v = t[keep], v[keep]
+    return t, v
 
 
 class G3Reader(DataNodeServer):
@@ -114,11 +248,12 @@ class G3Reader(DataNodeServer):
         super().__init__(config)
         self.archive = archive
         self.max_points = max_points
+        self._same = Coalescer()
 
     def after_onJoin(self, details):
         from twisted.internet import task
 
-        self._seen_version = None
+        self._seen_generation = None
         self._watch = task.LoopingCall(self._check_index)
         self._watch.start(WATCH_SECONDS, now=True)
 
@@ -131,14 +266,14 @@ class G3Reader(DataNodeServer):
     @inlineCallbacks
     def _check_index(self):
         try:
-            version = yield threads.deferToThread(self.archive.index.version)
+            generation = yield threads.deferToThread(self.archive.index.generation)
         except Exception as exc:  # noqa: BLE001 - database down: try again next time
             self.log.warn("cannot read the index: {e}", e=exc)
             return
-        if self._seen_version is not None and version != self._seen_version and self.session_id:
+        if self._seen_generation is not None and generation != self._seen_generation and self.session_id:
             self.log.info("the index changed; announcing new fields")
             yield self._announce(self.session_id)
-        self._seen_version = version
+        self._seen_generation = generation
 
     def _get_fields_blocking(self, start, end):
         names = self.archive.index.names(_us(start), _us(end) + 1)
@@ -146,12 +281,30 @@ class G3Reader(DataNodeServer):
         return contract.fields_reply(info)
 
     def _get_data_blocking(self, field, start, end, min_stride=None):
-        series = self.archive.series(field, start, end)
+        # Dashboards open together ask the same thing at the same moment.
+        key = (tuple(field), start, end, min_stride)
+        return self._same.run(key, lambda: self._answer(field, start, end, min_stride))
+
+    def _answer(self, field, start, end, min_stride):
         stride = min_stride or 0
         if self.max_points and end > start:
             stride = max(stride, (end - start) / self.max_points)
+        series = self.archive.panel(field, start, end, stride) if stride else None
+        if series is not None:
+            return contract.series_reply(field, series)
+        series = self.archive.series(field, start, end)
         timelines = [contract.Timeline(name, t, {name: v}, finalized_until=None) for name, (t, v) in series.items()]
         return contract.data_reply(field, timelines, start, end, stride or None)
+
+
+def _warm_up(index: Index):
+    """Pay one-time costs (so3g's import, the database connection, compiling
+    the queries) before joining, not in the first user's request."""
+    import so3g  # noqa: F401
+
+    index.generation()
+    index.name_tables(["(warm-up)"])
+    index.summaries([-1], 60)
 
 
 def main(argv=None):
@@ -170,5 +323,6 @@ def main(argv=None):
         print(f"sisock-g3-reader-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"sisock-g3-reader-server: reading {data_dir} through the index {describe_url(url)}", flush=True)
+    _warm_up(index)
     archive = Archive(index, data_dir, ByteLRU(cache_mb * 1024 * 1024))
     raise SystemExit(connect.run(functools.partial(G3Reader, archive=archive, max_points=max_points)))

@@ -17,7 +17,8 @@ import numpy as np
 
 
 def nbytes(value) -> int:
-    """Rough memory held by ``value`` (numpy arrays, containers of them)."""
+    """Rough memory held by ``value`` (numpy arrays, containers of them, or
+    objects that say so with an ``nbytes`` attribute)."""
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             return value.nbytes + 64 * value.size
@@ -28,7 +29,40 @@ def nbytes(value) -> int:
         return 56 + sum(nbytes(v) for v in value)
     if isinstance(value, str):
         return 49 + len(value)
-    return 32
+    size = getattr(value, "nbytes", None)
+    return int(size) if isinstance(size, (int, np.integer)) else 32
+
+
+_MISSING = object()
+
+
+class Coalescer:
+    """Runs a computation once for all callers that ask for the same key at
+    the same time; nothing is kept once it is done (no staleness)."""
+
+    def __init__(self):
+        self._pending: dict = {}
+        self._lock = threading.Lock()
+
+    def run(self, key, compute):
+        with self._lock:
+            future = self._pending.get(key)
+            owner = future is None
+            if owner:
+                future = self._pending[key] = Future()
+        if not owner:
+            return future.result()
+        try:
+            value = compute()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            with self._lock:
+                del self._pending[key]
 
 
 class ByteLRU:
@@ -39,7 +73,7 @@ class ByteLRU:
         self.hits = 0
         self.misses = 0
         self._data: OrderedDict = OrderedDict()
-        self._pending: dict = {}
+        self._inflight = Coalescer()
         self._lock = threading.Lock()
 
     def __len__(self):
@@ -77,28 +111,17 @@ class ByteLRU:
                 self.bytes -= self._data.pop(key)[1]
 
     def get_or_compute(self, key, compute):
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                self.hits += 1
-                return self._data[key][0]
-            future = self._pending.get(key)
-            owner = future is None
-            if owner:
-                future = self._pending[key] = Future()
-                self.misses += 1
-        if not owner:
-            return future.result()
-        try:
-            value = compute()
-        except BaseException as exc:
-            with self._lock:
-                del self._pending[key]
-            future.set_exception(exc)
-            raise
-        size = self.sizeof(value)
-        with self._lock:
-            self._store(key, value, size)
-            del self._pending[key]
-        future.set_result(value)
-        return value
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+
+        def fill():
+            again = self.get(key, _MISSING)  # a caller just before us may have stored it
+            if again is not _MISSING:
+                return again
+            self.misses += 1
+            result = compute()
+            self.put(key, result)
+            return result
+
+        return self._inflight.run(key, fill)

@@ -76,6 +76,19 @@ def to_wire(reply):
     return {"data": data, "timeline": timeline}
 
 
+def series_reply(requested: Iterable[str], series: Mapping[str, tuple]) -> dict:
+    """A ``get_data`` reply where each field is its own timeline (named
+    after the field), from ``{name: (t, values)}`` already reduced."""
+    requested = list(requested)
+    reply = {"data": {name: [] for name in requested}, "timeline": {}}
+    for name in requested:
+        if name in series and len(series[name][0]):
+            t, values = series[name]
+            reply["data"][name] = values
+            reply["timeline"][name] = {"t": t, "finalized_until": None}
+    return to_wire(reply)
+
+
 class Timeline:
     """Samples of fields sharing one time axis, held as numpy arrays."""
 

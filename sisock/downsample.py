@@ -108,3 +108,46 @@ def decimate_timeline(t: np.ndarray, fields: dict, min_stride: float, t0: float,
         b = np.where(lo_first, hi, lo)
         out[name] = np.column_stack([a, b]).ravel()[keep]
     return out_t[keep], out
+
+
+def merge_on_grid(t_first, t_last, lo, hi, lo_first, width: float):
+    """Min/max points on an epoch-aligned grid of ``width`` s, from buckets.
+
+    The inputs are finer buckets (or single samples, with ``t_first ==
+    t_last`` and ``lo == hi``) that each fall inside one grid bucket, as
+    summaries aligned on a divisor of ``width`` do. Each grid bucket yields
+    its minimum and maximum, in the order they occurred, at its first and
+    last sample times; a bucket holding one value yields one point.
+    Returns ``(t, values)``.
+    """
+    t_first = np.asarray(t_first, dtype=np.float64)
+    if len(t_first) == 0:
+        return np.zeros(0), np.zeros(0)
+    if np.any(t_first[1:] < t_first[:-1]):
+        order = np.argsort(t_first, kind="stable")
+        t_first, t_last, lo, hi, lo_first = (np.asarray(a)[order] for a in (t_first, t_last, lo, hi, lo_first))
+    bucket = np.floor(t_first / width)
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(t_first)]
+    size = ends - starts
+    b_lo = np.fmin.reduceat(lo, starts)
+    b_hi = np.fmax.reduceat(hi, starts)
+    i_lo = _first_index_where(lo == np.repeat(b_lo, size), starts)
+    i_hi = _first_index_where(hi == np.repeat(b_hi, size), starts)
+    same = i_lo == i_hi
+    flag = np.asarray(lo_first, dtype=bool)[np.minimum(i_lo, len(t_first) - 1)]
+    low_first = np.where(same, flag, i_lo < i_hi)
+    first_t = t_first[starts]
+    last_t = np.fmax.reduceat(np.asarray(t_last, dtype=np.float64), starts)
+    single = (first_t == last_t) | (b_lo == b_hi)
+    out_t = np.column_stack([first_t, last_t]).ravel()
+    out_v = np.column_stack([np.where(low_first, b_lo, b_hi), np.where(low_first, b_hi, b_lo)]).ravel()
+    keep = np.column_stack([np.ones_like(single), ~single]).ravel()
+    return out_t[keep], out_v[keep]
+
+
+def grid_width(min_stride: float, level: float) -> float:
+    """Answer buckets: a multiple of the summary ``level`` (so summaries nest)
+    at least ``2 * min_stride`` wide (two points each, so points stay at least
+    ``min_stride`` apart on average)."""
+    return level * math.ceil(2.0 * min_stride / level - 1e-9)

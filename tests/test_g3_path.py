@@ -44,11 +44,13 @@ def test_index_contents(index_env, tmp_path):
     assert counts["files"] == len(paths) and counts["description"] == len(truth)
     assert counts["feeds"] == len(paths) * len(PROVIDERS)
     # Only the files overlapping a range are located.
-    hour2 = [loc.path for loc in index.locate(sorted(truth), int((START + 3700) * 1e6), int((START + 3800) * 1e6))]
+    hour2, _ = index.locate(sorted(truth), int((START + 3700) * 1e6), int((START + 3800) * 1e6))
+    hour2 = [loc.path for loc in hour2]
     assert set(hour2) == {"17000/1700003600.g3"}
     # Past the end of the index, each name's newest file (it may have grown since) is still read.
-    late = index.locate(sorted(truth), int((START + 5 * 3600) * 1e6), int((START + 6 * 3600) * 1e6))
+    late, newest = index.locate(sorted(truth), int((START + 5 * 3600) * 1e6), int((START + 6 * 3600) * 1e6))
     late = [loc.path for loc in late]
+    assert set(newest) == set(truth)
     assert set(late) == {"17000/1700010800.g3"}
     index.dispose()
 
@@ -294,6 +296,8 @@ def test_scanner_killed_mid_scan_leaves_a_consistent_index(tmp_path):
     import sys
     import time
 
+    import psutil
+
     data = tmp_path / "data"
     providers = [Provider(f"observatory.agent{i}.feeds.hk", [f"f{j}" for j in range(6)]) for i in range(3)]
     paths, truth = make_archive(data, hours=20, providers=providers, file_seconds=300, gaps=())
@@ -309,8 +313,11 @@ def test_scanner_killed_mid_scan_leaves_a_consistent_index(tmp_path):
         while proc.poll() is None and _indexed_files(state / "g3_index.sqlite") < target:
             time.sleep(0.002)
         assert proc.poll() is None, "the pass ended before the kill: make the archive larger"
+        workers = psutil.Process(proc.pid).children()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
+        psutil.wait_procs(workers, timeout=10)
+        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), "orphaned workers"
         index = open_index({"SISOCK_STATE_DIR": str(state)})
         snap = snapshot(index)
         index.dispose()

@@ -16,6 +16,7 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, task, threads
 
 from sisock.base import uri
+from sisock.cache import Coalescer
 from sisock.link import CallTimeout, NotConnected
 
 from . import series
@@ -41,6 +42,7 @@ class DataSource:
         self.call_timeout = call_timeout
         self._fields: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self._same = Coalescer()
         link.on_join(self._on_join)
         self._refresher = task.LoopingCall(self._refresh_all)
         self._refresher.clock = link.reactor
@@ -119,7 +121,12 @@ class DataSource:
         return None if info is None else info.get("timeline")
 
     def query(self, q: Query) -> list[dict]:
+        """Identical queries arriving together (a dashboard open in several
+        browsers) are answered by one computation."""
         self._require_link()
+        return self._same.run(q, lambda: self._query(q))
+
+    def _query(self, q: Query) -> list[dict]:
         by_node: dict[str, list[str]] = {}
         for target in q.targets:
             if target.node is not None and target.field not in by_node.setdefault(target.node, []):
