@@ -20,13 +20,18 @@ EXTRAS = {
     "router": ["crossbar>=23.1", "cryptography>=42"],
     "http": ["flask>=3.0", "orjson>=3.9"],
     "g3": ["so3g>=0.1.15", "mysql-connector-python>=8.3", "sqlalchemy>=2.0", "tqdm>=4.60"],
+    "sensors": ["psutil>=5.9"],
+    "ocs": ["ocs>=0.11", "pyyaml>=6.0"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
-EXTRAS["test"] = ["pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4", "ocs>=0.11", "psutil>=5.9"]
+EXTRAS["test"] = ["pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4", "psutil>=5.9"]
 
 SERVERS = {
     "sisock-weather-server": "sisock.servers.weather:main",
     "sisock-g3-reader-server": "sisock.servers.g3_reader:main",
+    "sisock-data-feed-server": "sisock.servers.data_feed:main",
+    "sisock-thermometry-server": "sisock.servers.data_feed:thermometry_main",
+    "sisock-sensors-server": "sisock.servers.sensors:main",
 }
 
 setup(

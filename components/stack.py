@@ -50,7 +50,7 @@ SERVERS: dict[str, tuple[tuple[str, ...], ...]] = {
     "g3-reader": (("sisock-g3-file-scanner",), ("sisock-g3-reader-server",)),
 }
 NONE = "none"
-DEFAULT_SERVERS = "weather,g3-reader"
+DEFAULT_SERVERS = "weather,sensors,g3-reader"
 DEMO_DAYS = 3
 DEFAULT_STATE_DIR = ".sisock"
 
@@ -325,7 +325,7 @@ class Stack:
         self.interrupted = False
 
     def run(self) -> int:
-        _start_logging(max(len("sisock"), *(len(n) for n, _ in self.children)), self.settings.loglevel)
+        _start_logging(max(len("sisock"), *(len(child[0]) for child in self.children)), self.settings.loglevel)
         reactor.callWhenRunning(self._start)
         reactor.addSystemEventTrigger("before", "shutdown", self._shutdown)
         reactor.run()
@@ -337,7 +337,7 @@ class Stack:
         # instead of raising "reactor not running".
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
-        (router, router_argv), *others = self.children
+        (router, router_argv, *_), *others = self.children
         self.supervisor.addProcess(router, router_argv, env=self.env)
         self.supervisor.startService()
         host, port = _local(self.settings.bind_host), self.settings.tls_port
@@ -353,8 +353,8 @@ class Stack:
             self.exit_code = 1
             reactor.stop()
             return
-        for name, argv in others:
-            self.supervisor.addProcess(name, argv, env=self.env)
+        for name, argv, *extra in others:
+            self.supervisor.addProcess(name, argv, env={**self.env, **(extra[0] if extra else {})})
         self._banner()
 
     def _banner(self):
@@ -425,7 +425,36 @@ def run(args) -> int:
             print(f"sisock up: the g3 demo needs so3g ({exc}); install sisock[g3] or leave out g3-reader",
                   file=sys.stderr)
             return 2
+    if getattr(args, "ocs_demo", False):
+        try:
+            children += ocs_demo_children(state_dir, settings)
+        except (ImportError, StackError) as exc:
+            print(f"sisock up: --ocs-demo needs the ocs package ({exc}); install sisock[ocs]", file=sys.stderr)
+            return 2
+        servers = [*servers, "ocs-demo"]
     return Stack(settings, state_dir, children, env, servers).run()
+
+
+#: The demo OCS agent and the data-feed server that serves its feed.
+DEMO_AGENT = "fake-data1"
+DEMO_FEED = "false_temperatures"
+
+
+def ocs_demo_children(state_dir: str, settings: Settings) -> list[tuple]:
+    """A real OCS FakeDataAgent publishing through the router's OCS port, and
+    a data-feed server for its feed: a live OCS feed end to end."""
+    from .ocs_site import AgentSpec, agent_argv, write_site_config
+
+    cli = find_script("ocs-agent-cli")
+    feed = find_script("sisock-data-feed-server")
+    if cli is None or feed is None:
+        raise StackError("ocs-agent-cli or sisock-data-feed-server is not installed")
+    agent = AgentSpec(DEMO_AGENT, "FakeDataAgent", ["--mode", "acq", "--num-channels", "4", "--sample-rate", "5"])
+    site = write_site_config(os.path.join(state_dir, "ocs"), settings.ocs_port, [agent],
+                             router_host=_local(settings.bind_host))
+    feed_env = {"TARGET": DEMO_AGENT, "FEED": DEMO_FEED, "NAME": "fake_data1",
+                "DESCRIPTION": "OCS FakeDataAgent (demo)", "BUFFER_TIME": os.environ.get("BUFFER_TIME") or "3600"}
+    return [("fake-data", agent_argv(cli, site, DEMO_AGENT)), ("ocs-feed", [feed], feed_env)]
 
 
 def g3_demo_environment(state_dir: str) -> dict[str, str]:

@@ -87,6 +87,15 @@ class Client:
     def call(self, procedure: str, *args, **kwargs):
         return self.link.call(procedure, *args, timeout=self.call_timeout, **kwargs)
 
+    def subscribe(self, topic: str, handler):
+        """Call ``handler(*args, **kwargs)`` for each event on ``topic`` (in
+        the client's reactor thread; keep it short). Lasts until the
+        connection drops."""
+        session = self.link.session
+        if session is None:
+            raise NotConnected("not connected to the WAMP router")
+        return threads.blockingCallFromThread(self.link.reactor, session.subscribe, handler, topic)
+
     def data_nodes(self) -> list[dict]:
         """``[{"name", "description"}, ...]`` of the live DataNodeServers."""
         return self.call(uri("consumer.get_data_node"))

@@ -31,12 +31,11 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-import yaml
+
+from sisock.components.ocs_site import ADDRESS_ROOT, AgentSpec, agent_argv, write_site_config
 
 from procs import Proc, wait_for
 
-REALM = "test_realm"
-ADDRESS_ROOT = "observatory"
 SITE_HOST = "sisock-test-host"
 FAKE_FEED = "false_temperatures"
 _log_serial = itertools.count(1)
@@ -58,36 +57,6 @@ class AgentFailed(AssertionError):
     """An agent died, timed out or was refused something by the router."""
 
 
-@dataclass
-class AgentSpec:
-    instance_id: str
-    agent_class: str
-    arguments: list[str] = field(default_factory=list)
-
-    def as_site_entry(self) -> dict:
-        # ocs's ArgContainer wants one word per list item; a flat list of
-        # strings survives its flattening unchanged.
-        return {"agent-class": self.agent_class, "instance-id": self.instance_id,
-                "arguments": [str(a) for a in self.arguments]}
-
-
-def write_site_config(directory, ocs_port: int, agents: list[AgentSpec], host: str = SITE_HOST,
-                      realm: str = REALM, wamp_http: str | None = None) -> str:
-    """Write ``site.yaml`` in ``directory``; return its path.
-
-    The host block is named (not ``localhost``) so ``--site-host`` decides
-    which block an agent uses, independent of the machine's hostname."""
-    os.makedirs(directory, exist_ok=True)
-    hub = {"wamp_server": f"ws://127.0.0.1:{ocs_port}/ws", "wamp_realm": realm, "address_root": ADDRESS_ROOT}
-    if wamp_http:
-        hub["wamp_http"] = wamp_http
-    site = {"hub": hub, "hosts": {host: {"agent-instances": [a.as_site_entry() for a in agents]}}}
-    path = os.path.join(str(directory), "site.yaml")
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(site, f, sort_keys=False)
-    return path
-
-
 class OcsSite:
     """A site config plus the agents started from it, stopped together.
 
@@ -105,10 +74,12 @@ class OcsSite:
     def start(self, instance_id: str, *extra_args: str) -> Proc:
         """Start one agent; ``extra_args`` override the site config's arguments."""
         name = f"ocs-{instance_id}-{next(_log_serial)}"  # one log per start, not appended runs
-        p = Proc.script(name, "ocs-agent-cli", "--site-file", self.site_file, "--site-host", self.host,
-                        "--instance-id", instance_id, *extra_args,
-                        env={**self.stack.env, "PYTHONUNBUFFERED": "1"}, cwd=self.directory,
-                        logdir=self.stack.logdir).start()
+        import sys
+
+        cli = os.path.join(os.path.dirname(sys.executable), "ocs-agent-cli")
+        p = Proc(name, agent_argv(cli, self.site_file, instance_id, *extra_args, host=self.host),
+                 env={**self.stack.env, "PYTHONUNBUFFERED": "1"}, cwd=self.directory,
+                 logdir=self.stack.logdir).start()
         self.procs[instance_id] = p
         self.stack.procs.append(p)
         return p

@@ -9,6 +9,7 @@ exist yields empty series for its targets and never spoils the others.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import txaio
@@ -43,6 +44,7 @@ class DataSource:
         self._fields: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._same = Coalescer()
+        self._learned: dict[str, float] = {}
         link.on_join(self._on_join)
         self._refresher = task.LoopingCall(self._refresh_all)
         self._refresher.clock = link.reactor
@@ -132,7 +134,7 @@ class DataSource:
             if target.node is not None and target.field not in by_node.setdefault(target.node, []):
                 by_node[target.node].append(target.field)
         nodes = list(by_node)
-        self._learn(nodes)
+        self._learn(by_node)
         calls = [
             (uri(f"consumer.{node}.get_data"), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
             for node in nodes
@@ -148,11 +150,20 @@ class DataSource:
                 log.warn("get_data on {n} failed: {e}", n=node, e=result)
         return [self._target_reply(t, results.get(t.node), q) for t in q.targets]
 
-    def _learn(self, nodes):
-        """Fetch field lists of nodes the cache has not heard of (their
-        timelines are needed to pair values with times)."""
+    def _learn(self, by_node):
+        """Fetch the field lists of nodes the cache does not know, or that
+        lack a requested field (a live feed's channels appear over time):
+        timelines are needed to pair values with times. At most once a
+        second per node, so queries for fields that do not exist stay cheap."""
+        now = time.monotonic()
         with self._lock:
-            unknown = [node for node in nodes if node not in self._fields]
+            unknown = [
+                node for node, wanted in by_node.items()
+                if (node not in self._fields or any(f not in self._fields[node] for f in wanted))
+                and now - self._learned.get(node, -1e9) > 1.0
+            ]
+            for node in unknown:
+                self._learned[node] = now
         if unknown:
             threads.blockingCallFromThread(
                 self.link.reactor,
