@@ -52,6 +52,9 @@ def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
             return [m for m in requests.post(http + "/search", json={"target": g3}, timeout=2).json()]
 
         metric = wait_for(g3_listed, 60, "the demo g3 archive in /search")[0]
+        sensors = wait_for(lambda: requests.post(http + "/search", json={"target": "sensors::cpu"}, timeout=2).json(),
+                           60, "the sensors server in /search")
+        assert sensors == ["sensors::cpu_percent"]
         body["targets"] = [{"target": metric, "refId": "G"}]
 
         def g3_points():  # the first scan may still be indexing when the field shows up
@@ -79,3 +82,34 @@ def _port_free(port) -> bool:
             return True
         except OSError:
             return False
+
+
+def test_sisock_up_ocs_demo_shows_a_live_feed(tmp_path):
+    """--ocs-demo: a real FakeDataAgent publishes through the router's OCS
+    port and the data-feed server serves it through the bridge."""
+    ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "WAMP_SECRET": "stack-test-secret"}
+    env.pop("SISOCK_CERT", None)
+    log = open(tmp_path / "up.log", "wb")
+    up = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sisock"), "up", "--servers", "none",
+                           "--ocs-demo", "--state-dir", str(tmp_path / "state")],
+                          env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    http = f"http://127.0.0.1:{ports['PORT']}"
+    try:
+        wait_for(lambda: "fake_data1::channel_00" in requests.post(http + "/search", json={}, timeout=2).json(),
+                 90, "the demo feed's channels in /search")
+        end = time.time()
+        body = {"range": {"from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 60)),
+                          "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end + 5))},
+                "maxDataPoints": 1000, "targets": [{"target": "fake_data1::channel_00", "refId": "A"}]}
+
+        def points():
+            return requests.post(http + "/query", json=body, timeout=10).json()[0]["datapoints"]
+
+        latest = wait_for(points, 30, "live samples")[-1][1] / 1000.0
+        assert abs(latest - time.time()) < 10
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(60)
+        log.close()
+    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
