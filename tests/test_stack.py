@@ -26,15 +26,20 @@ def _alive(pid) -> bool:
     return True
 
 
-def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
+def _sisock_up(tmp_path, *args):
+    """``sisock up`` on free ports, its output in ``up.log``; (process, bridge URL, port map, log)."""
     ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "WAMP_SECRET": "stack-test-secret"}
     env.pop("SISOCK_CERT", None)
     log = open(tmp_path / "up.log", "wb")
-    up = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sisock"), "up",
+    up = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sisock"), "up", *args,
                            "--state-dir", str(tmp_path / "state")],
                           env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    http = f"http://127.0.0.1:{ports['PORT']}"
+    return up, f"http://127.0.0.1:{ports['PORT']}", ports, log
+
+
+def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
+    up, http, ports, log = _sisock_up(tmp_path)
     try:
         wait_for(lambda: "apex_archive::apex_radiometer" in requests.post(http + "/search", json={}, timeout=2).json(),
                  90, "the stack to serve apex_archive")
@@ -87,14 +92,7 @@ def _port_free(port) -> bool:
 def test_sisock_up_ocs_demo_shows_a_live_feed(tmp_path):
     """--ocs-demo: a real FakeDataAgent publishes through the router's OCS
     port and the data-feed server serves it through the bridge."""
-    ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "WAMP_SECRET": "stack-test-secret"}
-    env.pop("SISOCK_CERT", None)
-    log = open(tmp_path / "up.log", "wb")
-    up = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sisock"), "up", "--servers", "none",
-                           "--ocs-demo", "--state-dir", str(tmp_path / "state")],
-                          env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    http = f"http://127.0.0.1:{ports['PORT']}"
+    up, http, _, log = _sisock_up(tmp_path, "--servers", "none", "--ocs-demo")
     try:
         wait_for(lambda: "fake_data1::channel_00" in requests.post(http + "/search", json={}, timeout=2).json(),
                  90, "the demo feed's channels in /search")
