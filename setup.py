@@ -32,6 +32,8 @@ SERVERS = {
     "sisock-data-feed-server": "sisock.servers.data_feed:main",
     "sisock-thermometry-server": "sisock.servers.data_feed:thermometry_main",
     "sisock-sensors-server": "sisock.servers.sensors:main",
+    "sisock-apex-weather-server": "sisock.servers.apex_weather:main",
+    "sisock-radiometer-server": "sisock.servers.radiometer:main",
 }
 
 setup(

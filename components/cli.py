@@ -57,6 +57,8 @@ def _up_arguments(p):
     p.add_argument("--servers", default=DEFAULT_SERVERS, metavar="LIST",
                    help=f"comma-separated DataNodeServers to run: {', '.join(SERVERS)}; "
                         f"'{NONE}' runs only router, hub and HTTP bridge (default: {DEFAULT_SERVERS})")
+    p.add_argument("--archives-demo", action="store_true",
+                   help="also run the APEX weather and UCSC radiometer servers on example archives")
     p.add_argument("--ocs-demo", action="store_true",
                    help="also run an OCS FakeDataAgent and a data-feed server for its feed (needs sisock[ocs])")
 

@@ -432,7 +432,30 @@ def run(args) -> int:
             print(f"sisock up: --ocs-demo needs the ocs package ({exc}); install sisock[ocs]", file=sys.stderr)
             return 2
         servers = [*servers, "ocs-demo"]
+    if getattr(args, "archives_demo", False):
+        demo = archives_demo_children(state_dir)
+        names = {name for name, *_ in demo}
+        children = [child for child in children if child[0] not in names] + demo
+        servers = [*servers, "archives-demo"]
     return Stack(settings, state_dir, children, env, servers).run()
+
+
+def archives_demo_children(state_dir: str) -> list[tuple]:
+    """The APEX weather and UCSC radiometer servers on example archives
+    written afresh (ending now) into the state folder."""
+    from sisock.servers.archive_demo import write_demo
+
+    folder = os.path.join(state_dir, "archives-demo")
+    print(f"sisock up: example APEX weather and UCSC radiometer archives in {folder}", flush=True)
+    write_demo(folder, days=7)
+    out = []
+    for short in ("apex-weather", "ucsc-radiometer"):
+        ((script, *extra),) = SERVERS[short]
+        path = find_script(script)
+        if path is None:
+            raise StackError(f"{script} is not installed")
+        out.append((_child_name(script), [path, *extra], {"DATA_DIRECTORY": folder}))
+    return out
 
 
 #: The demo OCS agent and the data-feed server that serves its feed.

@@ -89,10 +89,12 @@ def _port_free(port) -> bool:
             return False
 
 
-def test_sisock_up_ocs_demo_shows_a_live_feed(tmp_path):
+def test_sisock_up_ocs_and_archive_demos(tmp_path):
     """--ocs-demo: a real FakeDataAgent publishes through the router's OCS
-    port and the data-feed server serves it through the bridge."""
-    up, http, _, log = _sisock_up(tmp_path, "--servers", "none", "--ocs-demo")
+    port and the data-feed server serves it through the bridge.
+    --archives-demo: the APEX weather and UCSC radiometer servers run on
+    example archives."""
+    up, http, _, log = _sisock_up(tmp_path, "--servers", "none", "--ocs-demo", "--archives-demo")
     try:
         wait_for(lambda: "fake_data1::channel_00" in requests.post(http + "/search", json={}, timeout=2).json(),
                  90, "the demo feed's channels in /search")
@@ -106,6 +108,12 @@ def test_sisock_up_ocs_demo_shows_a_live_feed(tmp_path):
 
         latest = wait_for(points, 30, "live samples")[-1][1] / 1000.0
         assert abs(latest - time.time()) < 10
+        for metric in ("apex_weather::temperature", "ucsc_radiometer::pwv"):
+            wait_for(lambda m=metric: m in requests.post(http + "/search", json={}, timeout=2).json(), 60,
+                     f"{metric} in /search")
+            body["targets"] = [{"target": metric, "refId": "B"}]
+            body["range"]["from"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 86400))
+            assert len(points()) > 100
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)
