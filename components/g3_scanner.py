@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import txaio
 
+from sisock.config import data_directory
+
 from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from .g3_index import OK, Index, database_url, describe_url
 from .g3_summary import summarize
@@ -225,16 +227,6 @@ def summary_blobs(hk) -> list:
     return blobs
 
 
-def data_directory(env=None) -> str:
-    env = os.environ if env is None else env
-    path = env.get("DATA_DIRECTORY")
-    if not path:
-        raise ValueError("DATA_DIRECTORY is not set: point it at the folder of .g3 files")
-    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
-        raise ValueError(f"DATA_DIRECTORY {path} is not a readable folder")
-    return path
-
-
 def scan_interval(env=None) -> float:
     env = os.environ if env is None else env
     raw = env.get("SCAN_INTERVAL") or "3600"
@@ -255,7 +247,7 @@ def main(argv=None):
     txaio.use_twisted()
     txaio.start_logging(level=(os.environ.get("LOGLEVEL") or "info").lower())
     try:
-        data_dir = data_directory()
+        data_dir = data_directory(what="the folder of .g3 files")
         interval = scan_interval()
         url = database_url(state_dir=args.state_dir)
     except ValueError as exc:

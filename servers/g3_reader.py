@@ -19,7 +19,7 @@ import numpy as np
 from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
-from sisock import connect, contract
+from sisock import config, connect, contract
 from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU, Coalescer
 from sisock.components.g3_files import TICKS_PER_SECOND, read_hk
@@ -35,17 +35,6 @@ WATCH_SECONDS = 10.0
 
 def _us(t: float) -> int:
     return int(np.floor(t * 1e6))
-
-
-def max_points_from_env(env=None) -> int | None:
-    env = os.environ if env is None else env
-    raw = env.get("MAX_POINTS")
-    if raw in (None, ""):
-        return None
-    value = int(raw)
-    if value < 2:
-        raise ValueError("MAX_POINTS must be at least 2")
-    return value
 
 
 class Archive:
@@ -311,11 +300,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="sisock-g3-reader-server", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)")
     args = parser.parse_args(argv)
-    from sisock.components.g3_scanner import data_directory
-
     try:
-        data_dir = data_directory()
-        max_points = max_points_from_env()
+        data_dir = config.data_directory(what="the folder of .g3 files")
+        max_points = config.max_points()
         cache_mb = float(os.environ.get("G3_CACHE_MB") or DEFAULT_CACHE_MB)
         url = database_url(state_dir=args.state_dir)
         index = Index(url)

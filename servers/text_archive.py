@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import txaio
 
-from sisock import connect, contract
+from sisock import config, connect, contract
 from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU
 
@@ -294,30 +294,6 @@ class TextArchiveServer(DataNodeServer):
 # -- running one ----------------------------------------------------------------
 
 
-def data_directory(env=None) -> str:
-    env = os.environ if env is None else env
-    path = env.get("DATA_DIRECTORY")
-    if not path:
-        raise ValueError("DATA_DIRECTORY is not set: point it at the archive's top folder")
-    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
-        raise ValueError(f"DATA_DIRECTORY {path} is not a readable folder")
-    return path
-
-
-def max_points_from_env(env=None) -> int | None:
-    env = os.environ if env is None else env
-    raw = env.get("MAX_POINTS")
-    if raw in (None, ""):
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"MAX_POINTS must be a whole number, got {raw!r}") from None
-    if value < 2:
-        raise ValueError("MAX_POINTS must be at least 2 (each bucket keeps its minimum and maximum)")
-    return value
-
-
 def cache_bytes_from_env(env=None) -> int:
     env = os.environ if env is None else env
     raw = env.get("ARCHIVE_CACHE_MB") or str(DEFAULT_CACHE_MB)
@@ -338,8 +314,8 @@ def main(server: type[TextArchiveServer], prog: str, argv=None):
         "MAX_POINTS caps points per field per reply; ARCHIVE_CACHE_MB bounds the parsed-file cache.")
     parser.parse_args(argv)
     try:
-        root = data_directory()
-        max_points = max_points_from_env()
+        root = config.data_directory()
+        max_points = config.max_points()
         cache = ByteLRU(cache_bytes_from_env())
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

@@ -116,3 +116,29 @@ class Settings:
                 "is reachable from other machines: set WAMP_SECRET on the router and every server"
             )
         return None
+
+
+def data_directory(env=None, what: str = "the archive's top folder") -> str:
+    """``DATA_DIRECTORY``, which archive readers cannot start without."""
+    env = os.environ if env is None else env
+    path = env.get("DATA_DIRECTORY")
+    if not path:
+        raise ConfigError(f"DATA_DIRECTORY is not set: point it at {what}")
+    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"DATA_DIRECTORY {path} is not a readable folder")
+    return path
+
+
+def max_points(env=None) -> int | None:
+    """``MAX_POINTS``: the cap on points per field in one reply (None: no cap)."""
+    env = os.environ if env is None else env
+    raw = env.get("MAX_POINTS")
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"MAX_POINTS must be a whole number, got {raw!r}") from None
+    if value < 2:
+        raise ConfigError("MAX_POINTS must be at least 2 (each bucket keeps its minimum and maximum)")
+    return value
