@@ -115,3 +115,23 @@ def test_unknown_path_and_method(stack, bridge):
 def test_body_too_large(stack, bridge):
     r = requests.post(stack.http + "/search", data=b"x" * (1024 * 1024 + 10), timeout=10)
     assert r.status_code == 413
+
+
+def test_json_datasource_metrics_and_payload_options(stack, bridge):
+    r = _post(stack, "/metrics", {"metric": "radio", "payload": {}})
+    assert r.status_code == 200 and r.json() == [{"label": "apex_archive::apex_radiometer",
+                                                  "value": "apex_archive::apex_radiometer"}]
+    assert {m["value"] for m in _post(stack, "/metrics", {}).json()} >= {f"apex_archive::{f}" for f in FIELDS}
+    assert _post(stack, "/metric-payload-options", {"metric": "apex_archive::apex_pressure"}).json() == []
+    assert _post(stack, "/metrics", {"metric": 5}).status_code == 400
+
+
+def test_json_datasource_variables(stack, bridge):
+    nodes = [v["__value"] for v in _post(stack, "/variable", {"payload": {"target": ""}}).json()]
+    assert "apex_archive" in nodes
+    fields = [v["__value"] for v in _post(stack, "/variable", {"payload": {"target": "apex_archive::"}}).json()]
+    assert fields == sorted(FIELDS)
+    press = _post(stack, "/variable", {"payload": {"target": "apex_archive::press"}}).json()
+    assert press == [{"__text": "apex_pressure", "__value": "apex_pressure"}]
+    assert _post(stack, "/variable", {"payload": {"target": "no_node::"}}).json() == []
+    assert _post(stack, "/variable", {"payload": {"target": ["x"]}}).status_code == 400

@@ -117,6 +117,18 @@ class DataSource:
             names = [f"{node}{SEPARATOR}{field}" for node, fields in self._fields.items() for field in fields]
         return sorted(name for name in names if needle in name.lower())
 
+    def nodes(self, text: str = "") -> list[str]:
+        self._require_link()
+        needle = text.lower()
+        with self._lock:
+            return sorted(node for node in self._fields if needle in node.lower())
+
+    def fields_of(self, node: str, text: str = "") -> list[str]:
+        self._require_link()
+        needle = text.lower()
+        with self._lock:
+            return sorted(field for field in self._fields.get(node, {}) if needle in field.lower())
+
     def _timeline_of(self, node: str, field: str):
         with self._lock:
             info = self._fields.get(node, {}).get(field)

@@ -16,7 +16,7 @@ from sisock.link import CallTimeout
 
 from . import series
 from .datasource import Unavailable
-from .request import BadRequest, parse_query, search_text
+from .request import SEPARATOR, BadRequest, parse_query, search_text
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -60,6 +60,47 @@ def create_app(datasource, max_body: int = DEFAULT_MAX_BODY) -> Flask:
     @app.post("/query")
     def query():
         return _json(datasource.query(parse_query(_body())))
+
+    # -- the JSON datasource dialect (simpod-json-datasource) --------------
+
+    @app.post("/metrics")
+    def metrics():
+        """The metric picker: ``{label, value}`` pairs, filtered by the text typed."""
+        body = _body(allow_empty=True) or {}
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        text = body.get("metric") or ""
+        if not isinstance(text, str):
+            raise BadRequest("metric must be a string")
+        return _json([{"label": m, "value": m} for m in datasource.metrics(text)])
+
+    @app.post("/metric-payload-options")
+    def metric_payload_options():
+        _body(allow_empty=True)
+        return _json([])  # metrics take no payload
+
+    @app.post("/variable")
+    def variable():
+        """Template variables: ``""``/``"*"`` lists data nodes; ``"<node>::"``
+        (optionally followed by text) lists that node's fields; other text
+        lists the metrics containing it."""
+        body = _body(allow_empty=True) or {}
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        payload = body.get("payload") or {}
+        target = payload.get("target", "") if isinstance(payload, dict) else payload
+        if target is None:
+            target = ""
+        if not isinstance(target, str):
+            raise BadRequest("payload.target must be a string")
+        node, sep, text = target.partition(SEPARATOR)
+        if sep:
+            values = datasource.fields_of(node, text)
+        elif target.strip() in ("", "*"):
+            values = datasource.nodes()
+        else:
+            values = datasource.metrics(target)
+        return _json([{"__text": v, "__value": v} for v in values])
 
     @app.post("/annotations")
     def annotations():
