@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from sisock.downsample import decimate_timeline
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 from procs import free_port, wait_for  # noqa: E402
+from timing import median_time  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 PROVIDERS = [
@@ -56,17 +56,6 @@ SPIKE_EVERY, SPIKE_SIZE = 6 * 3600, 1000.0
 PANELS = {"6 h": 6 * 3600, "24 h": 86400, "7 d": 7 * 86400}
 MAX_POINTS = 1000
 CONCURRENT, CONCURRENT_SECONDS = 20, 5.0
-
-
-def median_time(fn, runs, warmup=0):
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def throughput(fn, threads, seconds):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,19 +32,11 @@ from sisock.servers.text_archive import TextArchive
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 from procs import free_port, port_open, wait_for  # noqa: E402
+from timing import median_time  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 SERVERS = {"apex_weather": (ApexWeatherServer, "sisock.servers.apex_weather"),
            "ucsc_radiometer": (RadiometerServer, "sisock.servers.radiometer")}
-
-
-def median_time(fn, runs):
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def in_process(cls, root, fields, start, end, runs):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import txaio
 
-from sisock.config import data_directory
+from sisock.config import data_directory, positive_number
 
 from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from .g3_index import OK, Index, database_url, describe_url
@@ -228,15 +228,7 @@ def summary_blobs(hk) -> list:
 
 
 def scan_interval(env=None) -> float:
-    env = os.environ if env is None else env
-    raw = env.get("SCAN_INTERVAL") or "3600"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"SCAN_INTERVAL must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError("SCAN_INTERVAL must be positive")
-    return value
+    return positive_number("SCAN_INTERVAL", 3600, env)
 
 
 def main(argv=None):

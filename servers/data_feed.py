@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from sisock import connect, contract
+from sisock import config, connect, contract
 from sisock.base import DataNodeServer
 from sisock.ring import TimeRing
 
@@ -169,13 +169,7 @@ def settings_from_env(env=None, defaults=None) -> dict:
     missing = [key for key, value in values.items() if not value]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}: set {' and '.join(missing)} in the environment")
-    raw = env.get("BUFFER_TIME") or str(DEFAULT_BUFFER_TIME)
-    try:
-        values["BUFFER_TIME"] = float(raw)
-    except ValueError:
-        raise ValueError(f"BUFFER_TIME must be a number of seconds, got {raw!r}") from None
-    if values["BUFFER_TIME"] <= 0:
-        raise ValueError("BUFFER_TIME must be positive")
+    values["BUFFER_TIME"] = config.positive_number("BUFFER_TIME", DEFAULT_BUFFER_TIME, env)
     if "." in values["NAME"]:
         raise ValueError(f"NAME must not contain dots (it is part of WAMP URIs): {values['NAME']!r}")
     return values

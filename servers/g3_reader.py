@@ -303,7 +303,7 @@ def main(argv=None):
     try:
         data_dir = config.data_directory(what="the folder of .g3 files")
         max_points = config.max_points()
-        cache_mb = float(os.environ.get("G3_CACHE_MB") or DEFAULT_CACHE_MB)
+        cache_mb = config.positive_number("G3_CACHE_MB", DEFAULT_CACHE_MB)
         url = database_url(state_dir=args.state_dir)
         index = Index(url)
     except Exception as exc:  # noqa: BLE001 - configuration and database errors alike end here

@@ -295,15 +295,7 @@ class TextArchiveServer(DataNodeServer):
 
 
 def cache_bytes_from_env(env=None) -> int:
-    env = os.environ if env is None else env
-    raw = env.get("ARCHIVE_CACHE_MB") or str(DEFAULT_CACHE_MB)
-    try:
-        mb = float(raw)
-    except ValueError:
-        raise ValueError(f"ARCHIVE_CACHE_MB must be a number, got {raw!r}") from None
-    if mb <= 0:
-        raise ValueError("ARCHIVE_CACHE_MB must be positive")
-    return int(mb * 1024 * 1024)
+    return int(config.positive_number("ARCHIVE_CACHE_MB", DEFAULT_CACHE_MB, env) * 1024 * 1024)
 
 
 def main(server: type[TextArchiveServer], prog: str, argv=None):

@@ -142,3 +142,18 @@ def max_points(env=None) -> int | None:
     if value < 2:
         raise ConfigError("MAX_POINTS must be at least 2 (each bucket keeps its minimum and maximum)")
     return value
+
+
+def positive_number(name: str, default: float, env=None) -> float:
+    """A positive number of seconds, megabytes, ... from ``name``."""
+    env = os.environ if env is None else env
+    raw = env.get(name)
+    if raw in (None, ""):
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
+    return value
