@@ -24,7 +24,11 @@ EXTRAS = {
     "ocs": ["ocs>=0.11", "pyyaml>=6.0"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
-EXTRAS["test"] = ["pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4", "psutil>=5.9"]
+EXTRAS["test"] = [
+    "pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4", "psutil>=5.9",
+    "hypothesis>=6.100", "hypothesis-jsonschema>=0.23", "jsonschema>=4.0", "openapi-spec-validator>=0.7",
+    "playwright>=1.40",
+]
 
 SERVERS = {
     "sisock-weather-server": "sisock.servers.weather:main",
@@ -44,13 +48,16 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-2-Clause",
     python_requires=">=3.11",
-    packages=["sisock", "sisock.components", "sisock.servers"],
+    packages=["sisock", "sisock.components", "sisock.components.http", "sisock.servers"],
     package_dir={
         "sisock": "sisock",
         "sisock.components": "components",
         "sisock.servers": "servers",
     },
-    package_data={"sisock.servers": ["weather_data/*.dat"]},
+    package_data={
+        "sisock.servers": ["weather_data/*.dat"],
+        "sisock.components.http": ["static/*.html", "static/*.js", "static/*.css", "static/vendor/*"],
+    },
     install_requires=BASE,
     extras_require=EXTRAS,
     entry_points={

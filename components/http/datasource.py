@@ -129,18 +129,48 @@ class DataSource:
         with self._lock:
             return sorted(field for field in self._fields.get(node, {}) if needle in field.lower())
 
+    def field_infos(self, node: str | None = None, text: str = "") -> list[tuple[str, str, dict]]:
+        """``(node, field, info)`` sorted, for one node or all; ``KeyError`` if
+        ``node`` is not a known data node."""
+        self._require_link()
+        needle = text.lower()
+        with self._lock:
+            if node is not None and node not in self._fields:
+                raise KeyError(node)
+            nodes = [node] if node is not None else list(self._fields)
+            rows = [(n, f, dict(info)) for n in nodes for f, info in self._fields[n].items()]
+        return sorted(row for row in rows if needle in f"{row[0]}{SEPARATOR}{row[1]}".lower())
+
+    def has_node(self, node: str) -> bool:
+        with self._lock:
+            return node in self._fields
+
+    def field_info(self, node: str, field: str) -> dict:
+        with self._lock:
+            return dict(self._fields.get(node, {}).get(field) or {})
+
     def _timeline_of(self, node: str, field: str):
         with self._lock:
             info = self._fields.get(node, {}).get(field)
         return None if info is None else info.get("timeline")
 
     def query(self, q: Query) -> list[dict]:
-        """Identical queries arriving together (a dashboard open in several
+        """SimpleJson's answer: one timeserie or table per target."""
+        out = []
+        for target, t, values in self.samples(q):
+            build = series.table if target.type == "table" else series.timeserie
+            out.append(build(target.name, target.ref_id, t, values))
+        return out
+
+    def samples(self, q: Query) -> list[tuple]:
+        """``(target, t, values)`` per target, sorted by time and capped at
+        ``q.max_points``: the one data path every dialect formats from.
+        Identical queries arriving together (a dashboard open in several
         browsers) are answered by one computation."""
         self._require_link()
-        return self._same.run(q, lambda: self._query(q))
+        return self._same.run(q, lambda: self._samples_of(q))
 
-    def _query(self, q: Query) -> list[dict]:
+    def _samples_of(self, q: Query) -> list[tuple]:
         by_node: dict[str, list[str]] = {}
         for target in q.targets:
             if target.node is not None and target.field not in by_node.setdefault(target.node, []):
@@ -160,7 +190,7 @@ class DataSource:
                 raise Unavailable(str(result))
             if isinstance(result, (ApplicationError, CallTimeout, Exception)):
                 log.warn("get_data on {n} failed: {e}", n=node, e=result)
-        return [self._target_reply(t, results.get(t.node), q) for t in q.targets]
+        return [(t, *series.reduce(*self._samples(t, results.get(t.node)), q.max_points)) for t in q.targets]
 
     def _learn(self, by_node):
         """Fetch the field lists of nodes the cache does not know, or that
@@ -181,12 +211,6 @@ class DataSource:
                 self.link.reactor,
                 lambda: defer.DeferredList([self._refresh(node) for node in unknown], consumeErrors=True),
             )
-
-    def _target_reply(self, target, reply, q: Query) -> dict:
-        t, values = self._samples(target, reply)
-        t, values = series.reduce(t, values, q.max_points)
-        build = series.table if target.type == "table" else series.timeserie
-        return build(target.name, target.ref_id, t, values)
 
     def _samples(self, target, reply):
         empty = (np.zeros(0), np.zeros(0))

@@ -143,6 +143,29 @@ def parse_query(body) -> Query:
     return Query(start, end, _max_points(body, end - start), _targets(body))
 
 
+def _number_arg(args, name: str):
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {raw[:32]!r}") from None
+
+
+def url_query(args, targets: tuple, now: float, default_span: float) -> Query:
+    """A query from URL parameters (``from``, ``to``, ``maxDataPoints`` or
+    ``intervalMs``), as Grafana's Infinity datasource sends them. Times are
+    epoch ms or ISO 8601; a missing ``to`` means now and a missing ``from``
+    ``default_span`` seconds before it, so a bare URL in a browser works."""
+    end = parse_time(args["to"], "to") if args.get("to") else now
+    start = parse_time(args["from"], "from") if args.get("from") else end - default_span
+    if end <= start:
+        raise BadRequest("to must be later than from")
+    sizing = {"maxDataPoints": _number_arg(args, "maxDataPoints"), "intervalMs": _number_arg(args, "intervalMs")}
+    return Query(start, end, _max_points({k: v for k, v in sizing.items() if v is not None}, end - start), targets)
+
+
 def search_text(body) -> str:
     """The filter text of a ``/search`` body (empty: everything)."""
     if body is None:

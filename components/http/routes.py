@@ -1,4 +1,4 @@
-"""The SimpleJson endpoints, as a Flask application.
+"""The bridge's Flask application: SimpleJson, JSON-datasource and REST routes.
 
 Handlers only translate between HTTP and :class:`DataSource`; every failure
 becomes a status code with a one-line JSON ``message`` (which Grafana shows
@@ -6,6 +6,8 @@ to the user), never a traceback.
 """
 
 from __future__ import annotations
+
+import os
 
 import orjson
 import txaio
@@ -15,10 +17,13 @@ from werkzeug.exceptions import HTTPException
 from sisock.link import CallTimeout
 
 from . import series
+from .api import NotFound, create_api
 from .datasource import Unavailable
 from .request import SEPARATOR, BadRequest, parse_query, search_text
 
 DEFAULT_MAX_BODY = 1024 * 1024
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+QUICKLOOK = "quicklook.html"
 
 log = txaio.make_logger()
 
@@ -43,12 +48,21 @@ def _body(allow_empty: bool = False):
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
+def _wants_html() -> bool:
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
 def create_app(datasource, max_body: int = DEFAULT_MAX_BODY) -> Flask:
-    app = Flask("sisock.http")
+    app = Flask("sisock.http", static_folder=STATIC, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max_body
+    app.register_blueprint(create_api(datasource, _json))
 
     @app.route("/", methods=["GET", "POST"])
     def ping():
+        """Grafana's connection test, or the quicklook page for a browser
+        (which, unlike Grafana, prefers HTML to JSON)."""
+        if request.method == "GET" and _wants_html():
+            return app.send_static_file(QUICKLOOK)
         if not datasource.link.connected:
             return _error(503, "not connected to the WAMP router")
         return _json({"status": "ok", "message": "sisock HTTP bridge: connected to the router"})
@@ -116,6 +130,10 @@ def create_app(datasource, max_body: int = DEFAULT_MAX_BODY) -> Flask:
     @app.errorhandler(BadRequest)
     def bad_request(exc):
         return _error(400, str(exc))
+
+    @app.errorhandler(NotFound)
+    def not_found(exc):
+        return _error(404, str(exc))
 
     @app.errorhandler(Unavailable)
     def unavailable(exc):

@@ -47,10 +47,11 @@ def pairs(first, second):
         if len(first) == 0:
             return _EMPTY
         return np.column_stack([first, second])
-    return [[a, b] for a, b in zip(_plain(first), _plain(second), strict=True)]
+    return [[a, b] for a, b in zip(plain(first), plain(second), strict=True)]
 
 
-def _plain(values):
+def plain(values):
+    """A list of Python values (numpy scalars converted)."""
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
