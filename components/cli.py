@@ -63,11 +63,40 @@ def _up_arguments(p):
                    help="also run an OCS FakeDataAgent and a data-feed server for its feed (needs sisock[ocs])")
 
 
+def _dashboard_arguments(p):
+    from .dashboard import DATASOURCES, DEFAULT_DATASOURCE_UID, DEFAULT_URL, uid_argument
+
+    p.add_argument("--url", default=DEFAULT_URL,
+                   help=f"the HTTP bridge to ask for fields (default: {DEFAULT_URL})")
+    p.add_argument("--node", action="append", default=[], metavar="NAME",
+                   help="only this data node's fields (repeatable; default: every node)")
+    p.add_argument("--match", action="append", default=[], metavar="GLOB",
+                   help="only fields whose node::field matches, e.g. 'apex_*::*temp*' (repeatable)")
+    p.add_argument("--datasource", choices=list(DATASOURCES), default="infinity",
+                   help="the Grafana datasource plugin the panels query (default: infinity)")
+    p.add_argument("--datasource-uid", default=DEFAULT_DATASOURCE_UID, metavar="UID",
+                   help=f"uid of that datasource in Grafana (default: {DEFAULT_DATASOURCE_UID})")
+    p.add_argument("--grafana-url", metavar="URL",
+                   help="the bridge's URL as Grafana reaches it, for Infinity queries (default: --url)")
+    p.add_argument("--group-by", choices=["node", "unit"], default="node",
+                   help="one panel per data node, or per unit across nodes (default: node)")
+    p.add_argument("--title", help="dashboard title (default: 'sisock' and the --node names)")
+    p.add_argument("--uid", type=uid_argument, help="dashboard uid (default: derived from the title)")
+    p.add_argument("--refresh", default="30s", help="auto-refresh interval (default: 30s)")
+    p.add_argument("--time-from", default="now-6h", metavar="RANGE",
+                   help="start of the default time range (default: now-6h)")
+    p.add_argument("--timezone", default="utc",
+                   help="'utc', 'browser' or an IANA zone; UTC matches logs read from other sites (default: utc)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "up": Subcommand("run router, hub, HTTP bridge and DataNodeServers on this machine",
                      _up_arguments, "sisock.components.stack:run"),
     "tls": Subcommand("create the router's self-signed certificate and key",
                       _tls_arguments, "sisock.components.cli:run_tls"),
+    "dashboard": Subcommand("write a Grafana dashboard (JSON) for fields a running bridge serves",
+                            _dashboard_arguments, "sisock.components.dashboard:run"),
 }
 
 
