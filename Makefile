@@ -3,8 +3,16 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NPM    ?= npm
+# The quicklook page's charting library: pinned in web/package-lock.json,
+# fetched from npm at build time and served by the bridge (no CDN at run time).
+WEBLOCK := web/node_modules/.package-lock.json
+VENDOR  := components/http/static/vendor
+ASSETS  := $(VENDOR)/uPlot.iife.min.js $(VENDOR)/uPlot.min.css
+# The browser test drives Debian's chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean web chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,16 +27,34 @@ $(STAMP): $(BIN)/python setup.py
 	$(BIN)/pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# npm ci rewrites node_modules (and its hidden lock file) only when the
+# committed lock file or package.json is newer.
+$(WEBLOCK): web/package.json web/package-lock.json
+	$(NPM) ci --prefix web --no-audit --no-fund
+	touch $@
 
-run: $(STAMP)
+$(VENDOR)/%: $(WEBLOCK)
+	mkdir -p $(VENDOR)
+	cp web/node_modules/uplot/dist/$* $@
+
+web: $(ASSETS)
+
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+chromium: $(CHROMIUM)
+
+install: $(STAMP) web
+
+run: $(STAMP) $(ASSETS)
 	$(BIN)/sisock up
 
-test: $(STAMP)
+test: $(STAMP) $(ASSETS) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .sisock build *.egg-info
+	rm -rf $(VENV) .sisock build *.egg-info web/node_modules $(VENDOR)
