@@ -41,6 +41,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        settings.check_router_secret()
         command = prepare(args.cbdir, settings, with_hub=not args.no_hub)
     except ConfigError as exc:
         print(f"sisock-crossbar: {exc}", file=sys.stderr)

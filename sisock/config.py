@@ -20,7 +20,7 @@ BASE_URI = "org.simonsobservatory"
 #: The development secret the original sisock shipped with. Kept as the
 #: default so that routers and servers of existing deployments keep talking to
 #: each other; it is public, so it is refused off loopback unless explicitly
-#: allowed (see :func:`Settings.check_secret`).
+#: allowed (see :meth:`Settings.check_router_secret`).
 DEFAULT_WAMP_SECRET = "Q5#x4%HCmgTsS!Pj"
 DEFAULT_WAMP_USER = "server"
 
@@ -72,6 +72,7 @@ class Settings:
     http_port: int = 5000
     bind_host: str = "127.0.0.1"
     loglevel: str = "info"
+    allow_default_secret: bool = False
     realm: str = REALM
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -93,6 +94,7 @@ class Settings:
             http_port=_int(env, "PORT", 5000),
             bind_host=env.get("BIND_HOST") or "127.0.0.1",
             loglevel=loglevel,
+            allow_default_secret=(env.get("SISOCK_ALLOW_DEFAULT_SECRET") or "").lower() in ("1", "yes", "true"),
         )
 
     @property
@@ -105,6 +107,17 @@ class Settings:
     @property
     def uses_default_secret(self) -> bool:
         return self.wamp_secret == DEFAULT_WAMP_SECRET
+
+    def check_router_secret(self) -> None:
+        """Refuse to guard a router other machines can reach with the public
+        default secret: anyone who read the original sources could join as a
+        data node. ``SISOCK_ALLOW_DEFAULT_SECRET=1`` overrides, for a closed
+        network that still runs old components."""
+        if self.uses_default_secret and not is_loopback(self.bind_host) and not self.allow_default_secret:
+            raise ConfigError(
+                f"WAMP_SECRET is the public development default and BIND_HOST={self.bind_host} is reachable "
+                "from other machines: set WAMP_SECRET (router and every server), or SISOCK_ALLOW_DEFAULT_SECRET=1"
+            )
 
     def secret_warning(self, host: str | None = None) -> str | None:
         """A warning to print when the public default secret guards a router

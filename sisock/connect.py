@@ -15,6 +15,7 @@ import txaio
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
+from service_identity import VerificationError
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import ssl
 from twisted.internet.endpoints import SSL4ClientEndpoint
@@ -90,7 +91,7 @@ class Connection:
             reactor, self.settings.crossbar_host, self.settings.tls_port, client_tls(self.settings)
         )
         self.service = ClientService(
-            _Reporting(endpoint, self.settings.router_url, self.log),
+            _Reporting(endpoint, self.settings.router_url, self.log, self.settings),
             factory,
             retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=10.0, factor=1.6),
             clock=reactor,
@@ -116,12 +117,19 @@ class Connection:
 
 
 class _Reporting:
-    """An endpoint that says why a connection attempt failed (Twisted's
-    retry messages alone do not), once per distinct reason."""
+    """An endpoint that says why a connection attempt failed, once per
+    distinct reason. Twisted's retry messages alone do not, and a refused
+    TLS handshake (wrong certificate, wrong host name) happens after the TCP
+    connection succeeded, so it is caught when that connection is lost
+    before the WebSocket opened."""
 
-    def __init__(self, endpoint, url, log):
+    def __init__(self, endpoint, url, log, settings: Settings | None = None):
         self._endpoint, self._url, self._log = endpoint, url, log
+        self._settings = settings
         self._last = None
+
+    def __repr__(self):
+        return self._url
 
     def connect(self, factory):
         d = self._endpoint.connect(factory)
@@ -130,15 +138,42 @@ class _Reporting:
         return d
 
     def _connected(self, protocol):
-        self._last = None
+        opened = []
+        on_open, lost = protocol.onOpen, protocol.connectionLost
+
+        def open_(*args, **kwargs):
+            opened.append(True)
+            self._last = None
+            return on_open(*args, **kwargs)
+
+        def connection_lost(reason):
+            if not opened:
+                self._report(self._describe(reason))
+            return lost(reason)
+
+        protocol.onOpen, protocol.connectionLost = open_, connection_lost
         return protocol
 
+    def _describe(self, failure) -> str:
+        text = failure.getErrorMessage()
+        cert = self._settings.cert if self._settings else "SISOCK_CERT"
+        if failure.check(VerificationError):
+            host = self._settings.crossbar_host if self._settings else "CROSSBAR_HOST"
+            return (f"the router's certificate does not name {host!r}: set CROSSBAR_HOST to a name the "
+                    f"certificate holds, or remake it with `sisock tls --host {host}` ({text})")
+        if "certificate verify failed" in text:
+            return (f"the router's certificate is not the one in {cert} (certificate verify failed): "
+                    "copy the router's server_cert.pem there")
+        return text
+
     def _failed(self, failure):
-        reason = failure.getErrorMessage()
+        self._report(failure.getErrorMessage())
+        return failure
+
+    def _report(self, reason):
         if reason != self._last:
             self._log.warn("cannot reach the router at {url}: {reason}; retrying", url=self._url, reason=reason)
             self._last = reason
-        return failure
 
 
 def start_logging(settings: Settings):

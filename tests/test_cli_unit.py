@@ -195,3 +195,21 @@ def test_plan_starts_router_first_and_the_scanner_with_the_g3_reader(monkeypatch
     assert [name for name, _ in children] == ["crossbar", "http", "g3-file-scanner", "g3-reader", "weather"]
     assert children[0][1] == ["/bin/sisock-crossbar", "--cbdir", "/state/crossbar"]
     assert children[-1][1] == ["/bin/sisock-weather-server", "--replay"]
+
+
+@pytest.mark.parametrize(("env", "refused"), [
+    ({}, False),                                                         # loopback: the default is fine
+    ({"BIND_HOST": "0.0.0.0"}, True),                                    # reachable: refused
+    ({"BIND_HOST": "0.0.0.0", "WAMP_SECRET": "a-real-one"}, False),
+    ({"BIND_HOST": "0.0.0.0", "SISOCK_ALLOW_DEFAULT_SECRET": "1"}, False),  # explicitly allowed
+    ({"BIND_HOST": "::1"}, False),
+])
+def test_router_refuses_the_default_secret_off_loopback(env, refused):
+    from sisock.config import ConfigError
+
+    settings = Settings.from_env(env)
+    if refused:
+        with pytest.raises(ConfigError, match="SISOCK_ALLOW_DEFAULT_SECRET"):
+            settings.check_router_secret()
+    else:
+        settings.check_router_secret()
