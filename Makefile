@@ -11,8 +11,10 @@ VENDOR  := components/http/static/vendor
 ASSETS  := $(VENDOR)/uPlot.iife.min.js $(VENDOR)/uPlot.min.css
 # The browser test drives Debian's chromium (never a downloaded browser).
 CHROMIUM := /usr/bin/chromium
+# The compose file is checked with Debian's docker-compose (no engine needed).
+COMPOSE  := /usr/bin/docker-compose
 
-.PHONY: run test lint install clean web chromium
+.PHONY: run test lint install clean web chromium compose-check docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +26,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python setup.py
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel numpy
 	$(BIN)/pip install --quiet --no-build-isolation --no-cache-dir --no-binary bjdata "bjdata>=0.6"
-	$(BIN)/pip install --quiet -e '.[all,test]'
+	$(BIN)/pip install --quiet -e '.[all,test,docs]'
 	touch $(STAMP)
 
 # npm ci rewrites node_modules (and its hidden lock file) only when the
@@ -45,13 +47,26 @@ $(CHROMIUM):
 
 chromium: $(CHROMIUM)
 
+$(COMPOSE):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose; }
+
 install: $(STAMP) web
 
 run: $(STAMP) $(ASSETS)
 	$(BIN)/sisock up
 
-test: $(STAMP) $(ASSETS) $(CHROMIUM)
+test: $(STAMP) $(ASSETS) $(CHROMIUM) $(COMPOSE)
 	$(BIN)/python -m pytest
+
+# The compose stack, checked statically: `docker-compose config` and the
+# consistency tests (build contexts, commands, variables, ports, router config).
+compose-check: $(STAMP) $(COMPOSE)
+	$(BIN)/python -m pytest -q tests/test_compose.py
+
+# The documentation, with every warning an error.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -29,6 +29,7 @@ EXTRAS["test"] = [
     "hypothesis>=6.100", "hypothesis-jsonschema>=0.23", "jsonschema>=4.0", "openapi-spec-validator>=0.7",
     "playwright>=1.40",
 ]
+EXTRAS["docs"] = ["sphinx>=7.2", "myst-parser>=2.0"]
 
 SERVERS = {
     "sisock-weather-server": "sisock.servers.weather:main",
