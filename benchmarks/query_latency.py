@@ -4,6 +4,7 @@ Starts ``sisock up --servers weather`` on free ports (router with hub, HTTP
 bridge, example-weather server in replay mode), then times, in one run:
 
 * ``/query`` for 24 h of the five weather fields (Grafana's usual panel),
+* the same panel from the Infinity REST API (``/api/v1/data``, rows and columns),
 * the same data fetched straight from the DataNodeServer over WAMP,
 * ``/search``,
 
@@ -89,6 +90,17 @@ def main():
 
         points = sum(len(s["datapoints"]) for s in query().json())
         q50, q90 = timed(query, args.runs)
+        rest = [("target", f"apex_archive::{f}") for f in FIELDS] + [
+            ("from", int(start * 1000)), ("to", int(end * 1000)), ("maxDataPoints", 1000)]
+
+        def rows():
+            session.get(http + "/api/v1/data", params=rest).raise_for_status()
+
+        def columns():
+            session.get(http + "/api/v1/data", params=[*rest, ("format", "columns")]).raise_for_status()
+
+        r50, r90 = timed(rows, args.runs)
+        c50, c90 = timed(columns, args.runs)
         s50, s90 = timed(lambda: session.post(http + "/search", json={"target": ""}).raise_for_status(), args.runs)
 
         os.environ.update({k: env[k] for k in ("CROSSBAR_TLS_PORT", "WAMP_SECRET", "SISOCK_CERT")})
@@ -100,9 +112,12 @@ def main():
             d50, d90 = timed(lambda: client.get_data("apex_archive", FIELDS, start, end, stride), args.runs)
 
         print(f"/query 24 h x {len(FIELDS)} fields ({points} points): p50 {q50 * 1e3:.1f} ms, p90 {q90 * 1e3:.1f} ms")
+        print(f"/api/v1/data rows, same panel:        p50 {r50 * 1e3:.1f} ms, p90 {r90 * 1e3:.1f} ms")
+        print(f"/api/v1/data columns, same panel:     p50 {c50 * 1e3:.1f} ms, p90 {c90 * 1e3:.1f} ms")
         print(f"WAMP get_data, same request:          p50 {d50 * 1e3:.1f} ms, p90 {d90 * 1e3:.1f} ms")
         print(f"/search:                              p50 {s50 * 1e3:.1f} ms, p90 {s90 * 1e3:.1f} ms")
         print(f"bridge overhead (/query p50 / get_data p50): {q50 / d50:.2f}x over {args.runs} runs")
+        print(f"REST rows against /query (p50 / p50): {r50 / q50:.2f}x")
     finally:
         os.killpg(stack.pid, signal.SIGINT)
         stack.wait(30)
