@@ -68,6 +68,7 @@ setup(
             "sisock-hub = sisock.components.hub:main",
             "sisock-http = sisock.components.http.app:main",
             "sisock-g3-file-scanner = sisock.components.g3_scanner:main",
+            "sisock-healthcheck = sisock.components.healthcheck:main",
             *(f"{name} = {target}" for name, target in SERVERS.items()),
         ]
     },

@@ -3,6 +3,10 @@
 Never edited by hand: ports, the WAMP-CRA principal and the permissions all
 follow from :class:`sisock.config.Settings`. The secret itself is not written
 into the file; crossbar reads it from ``${WAMP_SECRET}`` when it starts.
+
+The TLS certificate and key are named relative to the router's folder (the
+pair ``sisock-crossbar`` creates there) unless absolute paths are given, for
+a pair kept elsewhere such as a read-only mount in a container.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def roles() -> list[dict]:
     ]
 
 
-def build(settings: Settings, with_hub: bool = True) -> dict:
+def build(settings: Settings, with_hub: bool = True, certificate: str = CERT_NAME, key: str = KEY_NAME) -> dict:
     websocket = {
         "type": "websocket",
         "serializers": ["msgpack", "json", "cbor"],
@@ -70,7 +74,7 @@ def build(settings: Settings, with_hub: bool = True) -> dict:
                     "type": "tcp",
                     "port": settings.tls_port,
                     "interface": settings.bind_host,
-                    "tls": {"key": KEY_NAME, "certificate": CERT_NAME},
+                    "tls": {"key": key, "certificate": certificate},
                 },
                 "paths": {
                     "/": ROOT,
@@ -105,10 +109,15 @@ def build(settings: Settings, with_hub: bool = True) -> dict:
     return {"version": 2, "controller": {}, "workers": [router]}
 
 
-def write(cbdir: str, settings: Settings, with_hub: bool = True) -> str:
+def to_json(config: dict) -> str:
+    """The file's exact text: stable, so a committed copy can be compared."""
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def write(cbdir: str, settings: Settings, with_hub: bool = True, certificate: str = CERT_NAME,
+          key: str = KEY_NAME) -> str:
     os.makedirs(cbdir, exist_ok=True)
     path = os.path.join(cbdir, "config.json")
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(build(settings, with_hub), f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(to_json(build(settings, with_hub, certificate, key)))
     return path

@@ -4,6 +4,9 @@ The certificate is its own trust root: clients are given the certificate file
 (``SISOCK_CERT``) and verify both the signature and the router's host name,
 so it names every address clients may use (loopback, this host, the compose
 service name, ``CROSSBAR_HOST`` and any ``--host`` given).
+
+A pair made elsewhere and mounted read-only (a container) is checked by
+:func:`check_pair` and used where it is, never rewritten.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sisock.config import ConfigError
+
 CERT_NAME = "server_cert.pem"
 KEY_NAME = "server_key.pem"
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1", "sisock-crossbar")
 VALID_DAYS = 3650
+#: How two public keys are compared: their DER SubjectPublicKeyInfo.
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _default_hosts() -> list[str]:
@@ -90,4 +97,43 @@ def make_certificate(directory: str, hosts=(), force: bool = False) -> tuple[str
         ))
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+class CertificateError(ConfigError):
+    """An existing certificate or key cannot be used; the message says why."""
+
+
+def pair_paths(directory: str) -> tuple[str, str]:
+    """Absolute paths of the certificate and key in ``directory``."""
+    directory = os.path.abspath(directory)
+    return os.path.join(directory, CERT_NAME), os.path.join(directory, KEY_NAME)
+
+
+def check_pair(directory: str) -> tuple[str, str]:
+    """The pair already in ``directory``, checked; nothing is ever written.
+
+    Meant for a pair made elsewhere and mounted read-only (a container): a
+    missing, unreadable or mismatched file is reported here, in one line,
+    rather than as a TLS traceback from deep inside the router.
+    """
+    cert_path, key_path = pair_paths(directory)
+    missing = [p for p in (cert_path, key_path) if not os.path.isfile(p)]
+    if missing:
+        raise CertificateError(
+            f"{' and '.join(missing)} not found: create the pair with "
+            f"`sisock tls --dir {directory} --host <name clients use for the router>`"
+        )
+    for path in (cert_path, key_path):
+        if not os.access(path, os.R_OK):
+            raise CertificateError(f"{path} is not readable by uid {os.getuid()}: make it readable by that user")
+    try:
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        with open(key_path, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise CertificateError(f"cannot load the pair in {directory}: {exc}") from None
+    if cert.public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
+        raise CertificateError(f"{key_path} is not the key of {cert_path}: the pair does not match")
     return cert_path, key_path
