@@ -18,10 +18,15 @@ from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
 from sisock import contract
-from sisock.config import BASE_URI, REALM, Settings
+from sisock.config import BASE_URI, REALM, ConfigError, Settings
 from sisock.session import AuthenticatedSession
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except ConfigError:
+    # A bad variable is reported, in one line, when the server starts
+    # (sisock.run reads the environment again); importing must not fail.
+    _settings = Settings()
 
 WAMP_USER = _settings.wamp_user
 WAMP_SECRET = _settings.wamp_secret
@@ -67,13 +72,8 @@ class DataNodeServer(AuthenticatedSession):
         self.log.info("joined {realm} as session {sid}", realm=details.realm, sid=details.session)
         if not self.name:
             raise ValueError(f"{type(self).__name__}.name must be set")
-        for proc, suffix in ((self.get_fields, "get_fields"), (self.get_data, "get_data")):
-            procedure = uri(f"consumer.{self.name}.{suffix}")
-            try:
-                yield self.register(proc, procedure)
-                self.log.debug("registered {p}", p=procedure)
-            except ApplicationError as exc:
-                self.log.error("could not register {p}: {e}", p=procedure, e=exc.error)
+        self._registered = set()
+        yield self._register_procedures()
         self._refused = False
         yield self.subscribe(self._on_hub_started, HUB_STARTED)
         yield self.subscribe(self._on_node_subtracted, uri("consumer.data_node_subtracted"))
@@ -83,7 +83,24 @@ class DataNodeServer(AuthenticatedSession):
             yield result
 
     @inlineCallbacks
+    def _register_procedures(self):
+        """Register whichever of the two procedures this session does not
+        hold yet. While another server holds the name the router refuses
+        them; they are registered again when that server leaves."""
+        for proc, suffix in ((self.get_fields, "get_fields"), (self.get_data, "get_data")):
+            procedure = uri(f"consumer.{self.name}.{suffix}")
+            if procedure in self._registered:
+                continue
+            try:
+                yield self.register(proc, procedure)
+                self._registered.add(procedure)
+                self.log.debug("registered {p}", p=procedure)
+            except ApplicationError as exc:
+                self.log.error("could not register {p}: {e}", p=procedure, e=exc.error)
+
+    @inlineCallbacks
     def _announce(self, session_id):
+        yield self._register_procedures()
         try:
             accepted = yield self.call(uri("data_node.add"), self.name, self.description, session_id)
         except ApplicationError as exc:

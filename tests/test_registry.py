@@ -38,6 +38,11 @@ def test_duplicate_name_refused(stack, client):
             wait_for(lambda: "data node registered as ramp_dup" in second.output(), 30,
                      "the refused server to take the name over once it is free")
             assert "ramp_dup" in node_names(client)
+            # It serves under the name, not only holds it in the registry.
+            field, _timeline = client.fields("ramp_dup")
+            assert field
+            data = client.get_data("ramp_dup", list(field), -60, 0)
+            assert any(len(v) for v in data["data"].values())
         finally:
             second.stop()
     finally:
