@@ -21,8 +21,6 @@ from .tls import CERT_NAME, KEY_NAME
 ALL = {"call": True, "register": True, "publish": True, "subscribe": True}
 NONE = {"call": False, "register": False, "publish": False, "subscribe": False}
 HUB_CLASS = "sisock.components.hub.Hub"
-#: What a browser sees at the router's root: nothing about the node itself.
-ROOT = {"type": "json", "value": {"service": "sisock WAMP router", "websocket": "/ws"}}
 
 
 def _perm(uri, match="prefix", **allow):
@@ -77,7 +75,6 @@ def build(settings: Settings, with_hub: bool = True, certificate: str = CERT_NAM
                     "tls": {"key": key, "certificate": certificate},
                 },
                 "paths": {
-                    "/": ROOT,
                     "ws": {
                         **websocket,
                         "auth": {
@@ -95,7 +92,6 @@ def build(settings: Settings, with_hub: bool = True, certificate: str = CERT_NAM
                 "type": "web",
                 "endpoint": {"type": "tcp", "port": settings.ocs_port, "interface": settings.bind_host},
                 "paths": {
-                    "/": ROOT,
                     "ws": {**websocket, "auth": {"anonymous": {"type": "static", "role": "anonymous"}}},
                 },
             },

@@ -361,7 +361,8 @@ class Stack:
         s = self.settings
         here = _local(s.bind_host)
         lines = [
-            f"Grafana datasource  http://{here}:{s.http_port}   (type SimpleJson / JSON API)",
+            f"HTTP bridge         http://{here}:{s.http_port}   (Grafana: Infinity, SimpleJson, JSON; "
+            "a browser gets the quicklook page)",
             f"router              {s.router_url}   realm {s.realm}, user {s.wamp_user}",
             f"router certificate  {self.env['SISOCK_CERT']}",
             f"OCS (anonymous)     ws://{here}:{s.ocs_port}/ws",
@@ -403,6 +404,12 @@ class Stack:
 def run(args) -> int:
     try:
         settings = Settings.from_env()
+        settings.check_router_secret()
+        if not os.environ.get("CROSSBAR_HOST"):
+            # Children reach the router where it listens; the certificate
+            # made below names this address too.
+            os.environ["CROSSBAR_HOST"] = _local(settings.bind_host)
+            settings = Settings.from_env()
         servers = parse_servers(args.servers)
         state_dir = os.path.abspath(args.state_dir)
         cbdir = os.path.join(state_dir, "crossbar")
