@@ -310,6 +310,8 @@ class SensorsServer(DataNodeServer):
 
     def __init__(self, config=None, sampler: Sampler | None = None):
         super().__init__(config)
+        # Each machine runs its own; NAME keeps their names apart on one router.
+        self.name = os.environ.get("NAME") or type(self).name
         # A sampler of its own (old-style runners) lives and dies with the session.
         self._own_sampler = sampler is None
         self.sampler = sampler_from_env() if sampler is None else sampler

@@ -53,3 +53,17 @@ def test_live_readings(sensors_server, client):
     assert ((data["memory_percent"].values > 0) & (data["memory_percent"].values <= 100)).all()
     assert ((data["disk_percent"].values >= 0) & (data["disk_percent"].values <= 100)).all()
     assert (data["load_1m"].values >= 0).all()
+
+
+def test_two_machines_register_under_their_own_names(sensors_server, stack, client):
+    """NAME keeps a second machine's sensors apart from the first's."""
+    second = Proc("sensors-2", [sys.executable, "-m", "sisock.servers.sensors"],
+                  env={**stack.env, "SENSORS_INTERVAL": "0.5", "NAME": "sensors_daq2"},
+                  cwd=stack.root, logdir=stack.logdir)
+    stack.procs.append(second)
+    second.start()
+    try:
+        wait_for(lambda: {"sensors", "sensors_daq2"} <= node_names(client), 30, "both sensors servers")
+        wait_for(lambda: client.fields("sensors_daq2")[0], 15, "the second server's first samples")
+    finally:
+        second.stop()
