@@ -106,6 +106,23 @@ def describe_url(url) -> str:
     return url.render_as_string(hide_password=True) if isinstance(url, URL) else str(url)
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached right now (down,
+    restarting, connection lost, SQLite locked), so trying again later is
+    the right answer, as opposed to a mistake that would fail again."""
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def error_reason(exc: BaseException) -> str:
+    """What the driver said, on one line, without the statement or
+    SQLAlchemy's help link: fit for a log line or an error message."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc) or type(exc).__name__
+    return " ".join(text.split())[:300]
+
+
 def _sqlite_pragmas(dbapi_connection, _record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the scanner

@@ -5,7 +5,9 @@ files that are new, changed (size or mtime) or were unreadable last time.
 Each file goes into the index in its own transaction, so killing the scanner
 at any moment loses at most the file in hand, never leaves half of one. A
 broken file is logged, left out and tried again next pass; it never stops
-the scan.
+the scan. When the index database goes away (restart, failover, network)
+the scanner logs it, retries with backoff and carries on where it was once
+the database is back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import txaio
@@ -21,7 +24,7 @@ import txaio
 from sisock.config import data_directory, positive_number
 
 from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
-from .g3_index import OK, Index, database_url, describe_url
+from .g3_index import OK, Index, database_url, describe_url, error_reason, unavailable
 from .g3_summary import summarize
 
 log = txaio.make_logger()
@@ -141,21 +144,54 @@ class Scanner:
 
     #: Below this many files a pool costs more than it saves.
     POOL_MIN_FILES = 8
+    #: Files read ahead of the one being stored, per worker: enough to keep
+    #: the workers busy, few enough that a slow or unreachable database
+    #: does not pile up every file's extract in memory.
+    READ_AHEAD = 4
+    #: Waits between attempts while the index database is unreachable.
+    RETRY_FIRST, RETRY_MAX = 0.5, 10.0
 
-    def __init__(self, index: Index, data_dir: str, workers: int | None = None):
+    def __init__(self, index: Index, data_dir: str, workers: int | None = None, give_up_after: float = 900.0):
         self.index = index
         self.data_dir = data_dir
         self.workers = scan_workers() if workers is None else workers
+        self.give_up_after = give_up_after
+        self.retries = 0
+
+    def _retrying(self, what: str, operation):
+        """``operation(retry)``, called again with ``retry=True`` after a
+        backoff while the database is unreachable. The error is raised
+        after ``give_up_after`` seconds, or at once when it is not one that
+        waiting can cure."""
+        delay, waited, attempt = self.RETRY_FIRST, 0.0, 0
+        while True:
+            try:
+                result = operation(attempt > 0)
+            except Exception as exc:
+                if not unavailable(exc) or waited >= self.give_up_after:
+                    raise
+                attempt += 1
+                self.retries += 1
+                log.warn("index database unavailable while {what} ({e}); retry {n} in {d:.1f} s",
+                         what=what, e=error_reason(exc), n=attempt, d=delay)
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, self.RETRY_MAX)
+                continue
+            if attempt:
+                log.info("index database reachable again after {n} retries ({s:.1f} s); carrying on",
+                         n=attempt, s=waited)
+            return result
 
     def scan_once(self) -> PassStats:
         t0 = time.monotonic()
         stats = PassStats()
         on_disk = walk(self.data_dir)
         stats.seen = len(on_disk)
-        known = self.index.file_states()
+        known = self._retrying("listing indexed files", lambda _retry: self.index.file_states())
         gone = set(known) - {c.path for c in on_disk}
         if gone:
-            self.index.remove(gone)
+            self._retrying("removing deleted files", lambda _retry: self.index.remove(gone))
             stats.removed = len(gone)
             log.info("removed {n} deleted file(s) from the index", n=len(gone))
         todo = [c for c in on_disk if known.get(c.path) != (c.size, c.mtime_ns, OK)]
@@ -185,7 +221,18 @@ class Scanner:
 
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_die_with_parent) as pool:
-            yield from pool.map(extract, paths, chunksize=2)
+            ahead = deque()
+            todo = iter(paths)
+            for path in todo:
+                ahead.append(pool.submit(extract, path))
+                if len(ahead) >= self.workers * self.READ_AHEAD:
+                    break
+            while ahead:
+                result = ahead.popleft().result()
+                path = next(todo, None)
+                if path is not None:
+                    ahead.append(pool.submit(extract, path))
+                yield result
 
     def _store(self, c: Candidate, result: Extract, stats: PassStats, known: bool):
         if result.missing:
@@ -193,7 +240,8 @@ class Scanner:
         if result.unreadable is not None:
             stats.failed += 1
             log.warn("skipping unreadable file {p} (will retry next pass): {e}", p=c.path, e=result.unreadable)
-            self.index.mark_unreadable(c.path, c.size, c.mtime_ns, result.unreadable)
+            self._retrying(f"storing {c.path}",
+                           lambda _retry: self.index.mark_unreadable(c.path, c.size, c.mtime_ns, result.unreadable))
             return
         stats.read += 1
         stats.bytes += c.size
@@ -201,9 +249,11 @@ class Scanner:
             stats.partial += 1
             log.warn("indexed {p} up to a damaged or unfinished frame (will retry next pass): {e}",
                      p=c.path, e=result.error)
-        # Index what was read, under the size/mtime it had when read.
-        self.index.replace_file(c.path, result.size, result.mtime_ns, result.ranges, result.error, result.blobs,
-                                known=known)
+        # Index what was read, under the size/mtime it had when read. A
+        # retry always clears the file's rows first: a connection lost
+        # during the commit may have lost only the acknowledgement.
+        self._retrying(f"storing {c.path}", lambda retry: self.index.replace_file(
+            c.path, result.size, result.mtime_ns, result.ranges, result.error, result.blobs, known=known or retry))
 
 
 def _die_with_parent():
@@ -249,7 +299,14 @@ def main(argv=None):
     scanner = Scanner(index, data_dir)
     log.info("indexing {d} into {u}", d=data_dir, u=describe_url(url))
     while True:
-        stats = scanner.scan_once()
+        try:
+            stats = scanner.scan_once()
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            print(f"sisock-g3-file-scanner: the index {describe_url(url)} stayed unreachable for "
+                  f"{scanner.give_up_after:.0f} s: {error_reason(exc)}", file=sys.stderr)
+            raise SystemExit(1) from None
         log.info(
             "pass done in {s:.1f} s: {seen} files, {read} read ({mb:.1f} MB), {same} unchanged, "
             "{gone} removed, {bad} unreadable, {part} partial",

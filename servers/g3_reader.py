@@ -5,6 +5,12 @@ as in the original. A request asks the index which files hold the fields in
 the range (one indexed query), reads only those, and keeps the decoded
 arrays in a byte-bounded LRU cache keyed by file, size and mtime: a file that
 grows is re-read, so an answer never depends on which requests came first.
+
+A file that cannot be read (garbage, or damaged since it was indexed) is
+skipped with a log line and the rest is served. While the index database is
+unreachable, every request fails at once with the error
+``org.simonsobservatory.error.index_unavailable`` saying so, and the server
+answers again as soon as the database is back.
 """
 
 from __future__ import annotations
@@ -13,17 +19,21 @@ import argparse
 import functools
 import os
 import sys
+import threading
 from collections import defaultdict
+from contextlib import contextmanager
 
 import numpy as np
+import txaio
+from autobahn.wamp.exception import ApplicationError
 from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
 from sisock import config, connect, contract
-from sisock.base import DataNodeServer
+from sisock.base import DataNodeServer, uri
 from sisock.cache import ByteLRU, Coalescer
-from sisock.components.g3_files import TICKS_PER_SECOND, read_hk
-from sisock.components.g3_index import Index, Location, database_url, describe_url
+from sisock.components.g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
+from sisock.components.g3_index import Index, Location, database_url, describe_url, error_reason, unavailable
 from sisock.components.g3_summary import Summary, choose_level
 from sisock.downsample import grid_width, merge_on_grid
 
@@ -31,6 +41,10 @@ DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
 #: itself again so consumers (the HTTP bridge) refresh its field list.
 WATCH_SECONDS = 10.0
+#: The error of every request made while the index database is unreachable.
+INDEX_UNAVAILABLE = uri("error.index_unavailable")
+
+log = txaio.make_logger()
 
 
 def _us(t: float) -> int:
@@ -44,6 +58,15 @@ class Archive:
         self.index = index
         self.data_dir = data_dir
         self.cache = cache
+        self._down = False
+        self._down_lock = threading.Lock()
+
+    def index_state(self, down: bool) -> bool:
+        """Record whether the index database answered; True if that is news.
+        (Kept here, not in the session: a reconnection makes a new session.)"""
+        with self._down_lock:
+            changed, self._down = self._down != down, down
+        return changed
 
     def provider_samples(self, path: str, provider: str):
         """``{field: (t seconds, values)}`` of one provider in one file, or None if gone."""
@@ -57,7 +80,16 @@ class Archive:
 
     @staticmethod
     def _decode(full: str, provider: str):
-        hk = read_hk(full, providers={provider})
+        try:
+            hk = read_hk(full, providers={provider})
+        except FileNotFoundError:
+            return {}
+        except (UnreadableFile, OSError) as exc:
+            # Damaged or replaced since the scanner indexed it: serve the
+            # other files. Remembered (as empty) under this size and mtime,
+            # so it is neither read nor logged again until it changes.
+            log.warn("skipping unreadable file {p}: {e}", p=full, e=" ".join(str(exc).split()))
+            return {}
         out = {}
         for block in hk.blocks.values():
             ticks, values = block.arrays()
@@ -252,11 +284,17 @@ class G3Reader(DataNodeServer):
             watch.stop()
         super().onLeave(details)
 
+    def _generation(self):
+        with self._index_errors():
+            return self.archive.index.generation()
+
     @inlineCallbacks
     def _check_index(self):
         try:
-            generation = yield threads.deferToThread(self.archive.index.generation)
-        except Exception as exc:  # noqa: BLE001 - database down: try again next time
+            generation = yield threads.deferToThread(self._generation)
+        except ApplicationError:
+            return  # database down, logged once: try again next time
+        except Exception as exc:  # noqa: BLE001 - anything else: try again next time
             self.log.warn("cannot read the index: {e}", e=exc)
             return
         if self._seen_generation is not None and generation != self._seen_generation and self.session_id:
@@ -265,14 +303,35 @@ class G3Reader(DataNodeServer):
         self._seen_generation = generation
 
     def _get_fields_blocking(self, start, end):
-        names = self.archive.index.names(_us(start), _us(end) + 1)
+        with self._index_errors():
+            names = self.archive.index.names(_us(start), _us(end) + 1)
         info = {name: contract.field_info(name, type="number") for name in names}
         return contract.fields_reply(info)
 
     def _get_data_blocking(self, field, start, end, min_stride=None):
         # Dashboards open together ask the same thing at the same moment.
         key = (tuple(field), start, end, min_stride)
-        return self._same.run(key, lambda: self._answer(field, start, end, min_stride))
+        with self._index_errors():
+            return self._same.run(key, lambda: self._answer(field, start, end, min_stride))
+
+    @contextmanager
+    def _index_errors(self):
+        """A database that cannot be reached becomes an immediate, plain
+        ApplicationError for the caller (the bridge shows its message), and
+        one log line when it goes away and one when it is back."""
+        archive = self.archive
+        try:
+            yield
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            reason = error_reason(exc)
+            if archive.index_state(down=True):
+                self.log.warn("the index database is unreachable ({e}); answering with errors until it is back",
+                              e=reason)
+            raise ApplicationError(INDEX_UNAVAILABLE, f"the g3 index database is unavailable ({reason})") from None
+        if archive.index_state(down=False):
+            self.log.info("the index database is reachable again")
 
     def _answer(self, field, start, end, min_stride):
         stride = min_stride or 0

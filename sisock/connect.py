@@ -27,6 +27,15 @@ txaio.use_twisted()
 #: msgpack first (binary, faster for arrays of floats), JSON for old peers.
 SERIALIZERS = (MsgPackSerializer, JsonSerializer)
 
+#: Reconnect delays: 0.5 s, growing by 1.6 up to RETRY_MAX_DELAY, plus up to
+#: 1 s of jitter so a restarted router is not hit by every client at once.
+#: The cap bounds how long a client can sleep after the router is back:
+#: everything must be serving again within 10 s of a router restart, however
+#: long the router was away. An attempt against a dead router costs one
+#: refused TCP connection, so trying every few seconds is cheap.
+RETRY_INITIAL_DELAY = 0.5
+RETRY_MAX_DELAY = 3.0
+
 #: WebSocket settings: large replies allowed, dead routers noticed within ~15 s.
 WEBSOCKET_OPTIONS = {
     "maxFramePayloadSize": 0,
@@ -93,7 +102,7 @@ class Connection:
         self.service = ClientService(
             _Reporting(endpoint, self.settings.router_url, self.log, self.settings),
             factory,
-            retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=10.0, factor=1.6),
+            retryPolicy=backoffPolicy(initialDelay=RETRY_INITIAL_DELAY, maxDelay=RETRY_MAX_DELAY, factor=1.6),
             clock=reactor,
         )
 

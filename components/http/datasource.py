@@ -1,9 +1,13 @@
 """The bridge's view of the data nodes: a cached field list and queries.
 
 The field list is kept in memory and refreshed when the hub says a node came
-or went (and on every join), so ``/search`` never waits on the network. A
-query calls every data node it touches at once; a node that fails or does not
-exist yields empty series for its targets and never spoils the others.
+or went or that it (re)started, and on every join, so ``/search`` never
+waits on the network. A query calls every data node it touches at once; a
+node that fails or does not exist yields empty series for its targets and
+never spoils the others. Only when no node the query needed could answer
+does the query fail, with the nodes' own reasons (502), or 504 if they all
+timed out: an empty panel would hide that the data exists but cannot be read
+right now.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import numpy as np
 import txaio
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, task, threads
+from werkzeug.exceptions import BadGateway
 
-from sisock.base import uri
+from sisock.base import HUB_STARTED, uri
 from sisock.cache import Coalescer
 from sisock.link import CallTimeout, NotConnected
 
@@ -35,6 +40,29 @@ log = txaio.make_logger()
 
 class Unavailable(RuntimeError):
     """The router cannot be reached; the bridge answers 503."""
+
+
+class NodeFailed(BadGateway):
+    """Every data node a query needed failed; the bridge answers 502 with
+    their reasons on one line."""
+
+    def __init__(self, failures: dict[str, Exception]):
+        reasons = "; ".join(f"{node}: {_reason(exc)}" for node, exc in failures.items())
+        super().__init__(f"data node failed: {reasons}")
+        self.failures = failures
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ApplicationError):
+        text = exc.args[0] if exc.args and isinstance(exc.args[0], str) else exc.error
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def _missing(exc: Exception) -> bool:
+    """The node is not there: an unknown node gives empty series, by contract."""
+    return isinstance(exc, ApplicationError) and exc.error == "wamp.error.no_such_procedure"
 
 
 class DataSource:
@@ -56,6 +84,9 @@ class DataSource:
     def _on_join(self, session):
         yield session.subscribe(lambda node, *a, **k: self._refresh(node.get("name")), ADDED)
         yield session.subscribe(lambda node, *a, **k: self._forget(node.get("name")), SUBTRACTED)
+        # A (re)started hub knows who is alive: nodes that died while it was
+        # away (and so were never subtracted) leave the list at once.
+        yield session.subscribe(lambda *a, **k: self._sync_nodes(), HUB_STARTED)
         yield self._sync_nodes()
 
     @defer.inlineCallbacks
@@ -185,11 +216,20 @@ class DataSource:
             results = dict(zip(nodes, self.link.gather(calls, timeout=self.call_timeout), strict=True))
         except NotConnected as exc:
             raise Unavailable(str(exc)) from None
+        failures = {}
         for node, result in results.items():
             if isinstance(result, NotConnected):
                 raise Unavailable(str(result))
-            if isinstance(result, (ApplicationError, CallTimeout, Exception)):
-                log.warn("get_data on {n} failed: {e}", n=node, e=result)
+            if isinstance(result, Exception) and not _missing(result):
+                log.warn("get_data on {n} failed: {e}", n=node, e=_reason(result))
+                failures[node] = result
+        answered = [node for node, result in results.items() if not isinstance(result, Exception)]
+        if failures and not answered:
+            if not self.link.connected:  # the router went away during the calls
+                raise Unavailable("lost the connection to the WAMP router")
+            if all(isinstance(exc, CallTimeout) for exc in failures.values()):
+                raise next(iter(failures.values()))
+            raise NodeFailed(failures)
         return [(t, *series.reduce(*self._samples(t, results.get(t.node)), q.max_points)) for t in q.targets]
 
     def _learn(self, by_node):
