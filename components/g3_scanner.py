@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import txaio
 
-from sisock.config import data_directory, positive_number
+from sisock.config import data_directory, log_level, positive_number
 
 from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from .g3_index import OK, Index, database_url, describe_url, error_reason, unavailable
@@ -133,8 +133,8 @@ def extract(full: str) -> Extract:
 
 def scan_workers(env=None) -> int:
     env = os.environ if env is None else env
-    raw = env.get("SCAN_WORKERS")
-    return max(1, int(raw)) if raw else max(1, min(os.cpu_count() or 1, 4))
+    default = max(1, min(os.cpu_count() or 1, 4))
+    return max(1, int(positive_number("SCAN_WORKERS", default, env)))
 
 
 class Scanner:
@@ -287,14 +287,16 @@ def main(argv=None):
     parser.add_argument("--state-dir", help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)")
     args = parser.parse_args(argv)
     txaio.use_twisted()
-    txaio.start_logging(level=(os.environ.get("LOGLEVEL") or "info").lower())
     try:
+        level = log_level()
         data_dir = data_directory(what="the folder of .g3 files")
         interval = scan_interval()
+        scan_workers()
         url = database_url(state_dir=args.state_dir)
     except ValueError as exc:
         print(f"sisock-g3-file-scanner: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    txaio.start_logging(level=level)
     index = _connect(url)
     scanner = Scanner(index, data_dir)
     log.info("indexing {d} into {u}", d=data_dir, u=describe_url(url))
@@ -325,6 +327,10 @@ def _connect(url, attempts: int = 30) -> Index:
         try:
             return Index(url)
         except Exception as exc:  # noqa: BLE001 - driver errors vary by backend
+            if not unavailable(exc):  # a mistake (schema too new, bad URL): retrying cannot help
+                print(f"sisock-g3-file-scanner: cannot use the index {describe_url(url)}: {error_reason(exc)}",
+                      file=sys.stderr)
+                raise SystemExit(1) from None
             if attempt == attempts:
                 print(f"sisock-g3-file-scanner: cannot open the index {describe_url(url)}: {exc}", file=sys.stderr)
                 raise SystemExit(1) from None

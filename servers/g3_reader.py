@@ -360,6 +360,7 @@ def main(argv=None):
     parser.add_argument("--state-dir", help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)")
     args = parser.parse_args(argv)
     try:
+        config.Settings.from_env()  # a bad router setting is reported before anything starts
         data_dir = config.data_directory(what="the folder of .g3 files")
         max_points = config.max_points()
         cache_mb = config.positive_number("G3_CACHE_MB", DEFAULT_CACHE_MB)

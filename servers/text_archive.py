@@ -306,6 +306,7 @@ def main(server: type[TextArchiveServer], prog: str, argv=None):
         "MAX_POINTS caps points per field per reply; ARCHIVE_CACHE_MB bounds the parsed-file cache.")
     parser.parse_args(argv)
     try:
+        config.Settings.from_env()  # a bad router setting is reported before anything starts
         root = config.data_directory()
         max_points = config.max_points()
         cache = ByteLRU(cache_bytes_from_env())

@@ -79,11 +79,7 @@ class Settings:
     @classmethod
     def from_env(cls, env=None) -> Settings:
         env = os.environ if env is None else env
-        loglevel = (env.get("LOGLEVEL") or "info").lower()
-        if loglevel == "warning":
-            loglevel = "warn"
-        if loglevel not in LOG_LEVELS:
-            raise ConfigError(f"LOGLEVEL must be one of {', '.join(LOG_LEVELS)}, got {loglevel!r}")
+        loglevel = log_level(env)
         return cls(
             wamp_user=env.get("WAMP_USER") or DEFAULT_WAMP_USER,
             wamp_secret=env.get("WAMP_SECRET") or DEFAULT_WAMP_SECRET,
@@ -157,6 +153,16 @@ def max_points(env=None) -> int | None:
     return value
 
 
+def log_level(env=None) -> str:
+    """``LOGLEVEL`` as txaio names it (``warning`` accepted for ``warn``)."""
+    env = os.environ if env is None else env
+    level = (env.get("LOGLEVEL") or "info").lower()
+    level = "warn" if level == "warning" else level
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOGLEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return level
+
+
 def positive_number(name: str, default: float, env=None) -> float:
     """A positive number of seconds, megabytes, ... from ``name``."""
     env = os.environ if env is None else env
@@ -170,3 +176,61 @@ def positive_number(name: str, default: float, env=None) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def whole_number(name: str, default: int, env=None, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (bytes, points, ...) from ``name``."""
+    env = os.environ if env is None else env
+    raw = env.get(name)
+    if raw in (None, ""):
+        return int(default)
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, repr=False)
+class HttpAuth:
+    """Credentials the HTTP bridge requires (``HTTP_AUTH_USER`` with
+    ``HTTP_AUTH_PASSWORD`` for basic auth, ``HTTP_AUTH_TOKEN`` for a bearer
+    token; either or both). Nothing set: no authentication. The repr never
+    shows a secret, so the object can be logged."""
+
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_env(cls, env=None) -> HttpAuth:
+        env = os.environ if env is None else env
+        user = env.get("HTTP_AUTH_USER") or None
+        password = env.get("HTTP_AUTH_PASSWORD") or None
+        token = env.get("HTTP_AUTH_TOKEN") or None
+        if (user is None) != (password is None):
+            missing = "HTTP_AUTH_PASSWORD" if password is None else "HTTP_AUTH_USER"
+            raise ConfigError(f"basic authentication needs both HTTP_AUTH_USER and HTTP_AUTH_PASSWORD: set {missing}")
+        if user is not None and ":" in user:
+            raise ConfigError("HTTP_AUTH_USER must not contain ':' (basic authentication separates user and "
+                              "password with it)")
+        if token is not None and (token != token.strip() or any(c.isspace() for c in token)):
+            raise ConfigError("HTTP_AUTH_TOKEN must not contain spaces")
+        return cls(user, password, token)
+
+    @property
+    def basic(self) -> bool:
+        return self.user is not None
+
+    @property
+    def bearer(self) -> bool:
+        return self.token is not None
+
+    @property
+    def enabled(self) -> bool:
+        return self.basic or self.bearer
+
+    def __repr__(self) -> str:
+        return f"HttpAuth(basic={self.basic}, bearer={self.bearer})"

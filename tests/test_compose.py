@@ -495,7 +495,7 @@ def test_every_variable_a_service_sets_is_documented(compose):
 def variables_the_code_reads() -> dict[str, set[str]]:
     """Names read from the environment anywhere in sisock/, components/ and
     servers/: ``env.get("X")``, ``os.environ["X"]``, ``os.getenv("X")`` and
-    the shared parsers (``positive_number("X", ...)``, ``_int(env, "X", ...)``)."""
+    the shared parsers (``positive_number("X", ...)``, ``whole_number("X", ...)``, ``_int(env, "X", ...)``)."""
     name = re.compile(r"^[A-Z][A-Z0-9_]+$")
 
     def is_env(node) -> bool:
@@ -520,7 +520,7 @@ def variables_the_code_reads() -> dict[str, set[str]]:
                         if isinstance(func, ast.Attribute) and called in ("get", "getenv", "pop", "setdefault") \
                                 and is_env(func.value):
                             strings = args[:1]
-                        elif called in ("positive_number", "_int"):
+                        elif called in ("positive_number", "whole_number", "_int"):
                             strings = args
                     elif isinstance(node, ast.Subscript) and is_env(node.value) \
                             and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):

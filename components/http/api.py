@@ -17,15 +17,16 @@ import numpy as np
 from flask import Blueprint, request
 
 from . import openapi, series
-from .request import SEPARATOR, BadRequest, Target, split_metric, url_query
+from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, Target, check_allowance, split_metric, url_query
 
 #: Answer for ``/api/v1/data`` without ``from``: the last six hours.
 DEFAULT_SPAN = 6 * 3600.0
 #: A glob may match a whole site; more series than this in one panel is a
 #: mistake, and refusing it keeps one request from holding the bridge.
 MAX_TARGETS = 100
-#: Most points (all targets together) one ``/api/v1/data`` answer may hold.
-MAX_TOTAL_POINTS = 2_000_000
+#: Most points (all targets together) one ``/api/v1/data`` answer may hold
+#: by default (``MAX_ANSWER_POINTS`` changes it).
+MAX_TOTAL_POINTS = DEFAULT_MAX_ANSWER_POINTS
 FORMATS = ("rows", "columns")
 _GLOB = set("*?[")
 
@@ -86,7 +87,7 @@ def _columns(parts: list[tuple], datasource) -> dict:
     return {"series": out}
 
 
-def create_api(datasource, respond) -> Blueprint:
+def create_api(datasource, respond, max_answer_points: int = MAX_TOTAL_POINTS) -> Blueprint:
     """The blueprint; ``respond(obj, status=200)`` makes the JSON response."""
     api = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
@@ -122,9 +123,7 @@ def create_api(datasource, respond) -> Blueprint:
         names = resolve_targets(request.args.getlist("target"), datasource)
         targets = tuple(Target(name, *split_metric(name), None, "timeserie") for name in names)
         q = url_query(request.args, targets, time.time(), DEFAULT_SPAN)
-        if q.max_points * max(len(targets), 1) > MAX_TOTAL_POINTS:
-            raise BadRequest(f"{len(targets)} target(s) × {q.max_points} points exceeds the "
-                             f"{MAX_TOTAL_POINTS} points one answer may hold; lower maxDataPoints")
+        check_allowance(len(targets), q.max_points, max_answer_points)
         parts = [(target.name, t, values) for target, t, values in datasource.samples(q)]
         if fmt == "columns":
             return respond(_columns(parts, datasource))

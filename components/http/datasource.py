@@ -26,7 +26,7 @@ from sisock.cache import Coalescer
 from sisock.link import CallTimeout, NotConnected
 
 from . import series
-from .request import SEPARATOR, Query
+from .request import SEPARATOR, AnswerTooLarge, Query
 
 ADDED = uri("consumer.data_node_added")
 SUBTRACTED = uri("consumer.data_node_subtracted")
@@ -220,6 +220,9 @@ class DataSource:
         for node, result in results.items():
             if isinstance(result, NotConnected):
                 raise Unavailable(str(result))
+            if result is False:  # the contract's "more than I will ship in one reply"
+                raise AnswerTooLarge(f"data node {node} refused to send that much in one reply; "
+                                     "lower maxDataPoints or ask for fewer targets")
             if isinstance(result, Exception) and not _missing(result):
                 log.warn("get_data on {n} failed: {e}", n=node, e=_reason(result))
                 failures[node] = result
@@ -239,6 +242,9 @@ class DataSource:
         second per node, so queries for fields that do not exist stay cheap."""
         now = time.monotonic()
         with self._lock:
+            # Only the last second matters; dropping older entries keeps a
+            # client that invents node names from growing this forever.
+            self._learned = {node: t for node, t in self._learned.items() if now - t <= 1.0}
             unknown = [
                 node for node, wanted in by_node.items()
                 if (node not in self._fields or any(f not in self._fields[node] for f in wanted))

@@ -31,6 +31,8 @@ _NULLABLE_STRING = {"type": ["string", "null"]}
 _TIME = {"oneOf": [{"type": "number"}, {"type": "string"}]}
 _VALUE = {"type": ["number", "string", "boolean", "null"]}
 _UNAVAILABLE = _error("The bridge is not connected to the WAMP router.")
+_UNAUTHORIZED = _error("The bridge requires authentication (`HTTP_AUTH_*` is set) and the request "
+                       "carried no valid credentials.")
 _TEXT = _param("q", "Only entries whose `node::field` name contains this text (case-insensitive).",
                {"type": "string"})
 
@@ -87,13 +89,14 @@ SPEC = {
             "operationId": "nodes",
             "parameters": [_TEXT],
             "responses": {"200": _json({"type": "array", "items": _ref("Node")}, "The data nodes, by name."),
-                          "503": _UNAVAILABLE},
+                          "401": _UNAUTHORIZED, "503": _UNAVAILABLE},
         }},
         "/api/v1/fields": {"get": {
             "summary": "Fields with units and type",
             "operationId": "fields",
             "parameters": [_param("node", "Only this data node's fields.", {"type": "string"}), _TEXT],
             "responses": {"200": _json({"type": "array", "items": _ref("Field")}, "The fields, by target."),
+                          "401": _UNAUTHORIZED,
                           "404": _error("No data node has that name."),
                           "503": _UNAVAILABLE},
         }},
@@ -120,6 +123,7 @@ SPEC = {
                      "properties": {"series": {"type": "array", "items": _ref("Series")}}},
                 ]}, "Rows sorted by time (`format=rows`), or one object per target (`format=columns`)."),
                 "400": _error("A parameter is missing or malformed, or the answer would be too large."),
+                "401": _UNAUTHORIZED,
                 "404": _error("A target names a data node that does not exist."),
                 "503": _UNAVAILABLE,
                 "504": _error("A data node did not answer in time."),
@@ -128,8 +132,19 @@ SPEC = {
         "/api/v1/openapi.json": {"get": {
             "summary": "This description",
             "operationId": "openapi",
-            "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI document."), "401": _UNAUTHORIZED},
         }},
     },
-    "components": {"schemas": SCHEMAS},
+    # Authentication is optional: a bridge without HTTP_AUTH_* set accepts
+    # anonymous requests (the empty requirement), one with it set requires
+    # basic auth or a bearer token, whichever it was given.
+    "security": [{}, {"basicAuth": []}, {"bearerAuth": []}],
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "basicAuth": {"type": "http", "scheme": "basic",
+                          "description": "`HTTP_AUTH_USER` and `HTTP_AUTH_PASSWORD` of the bridge."},
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "`HTTP_AUTH_TOKEN` of the bridge."},
+        },
+    },
 }

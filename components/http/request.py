@@ -13,7 +13,18 @@ from datetime import UTC, datetime
 
 DEFAULT_MAX_POINTS = 1000
 MAX_POINTS_LIMIT = 1_000_000
+#: Most points (all targets together) one answer may hold unless
+#: ``MAX_ANSWER_POINTS`` says otherwise: an answer is built in memory, so
+#: this bounds what one request can make the bridge hold.
+DEFAULT_MAX_ANSWER_POINTS = 2_000_000
+#: Most targets one SimpleJson ``/query`` may name: each distinct data node
+#: costs a call through the router.
+MAX_QUERY_TARGETS = 1000
 SEPARATOR = "::"
+#: A data node name must be one component of a WAMP URI (it becomes
+#: ``org.simonsobservatory.consumer.<node>.get_data``): no ``.``, ``#``,
+#: whitespace or control characters, not empty, and of a sane length.
+_NODE = re.compile(r"[^\s.#\x00-\x1f\x7f]{1,200}")
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
@@ -21,6 +32,12 @@ _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
 
 class BadRequest(ValueError):
     """The request cannot be answered as sent; the message says why."""
+
+
+class AnswerTooLarge(BadRequest):
+    """The answer would hold more than the bridge or a data node ships at
+    once (a data node says so by replying ``False`` to ``get_data``); a 400
+    whose message names the limit and what to lower."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,13 @@ class Query:
         return (self.end - self.start) / self.max_points
 
 
+def valid_node(name) -> bool:
+    """True if ``name`` can be a data node's name: one WAMP URI component,
+    so that a client cannot steer a call into another procedure (``a.b``
+    would address ``consumer.a.b.get_data``) or make an invalid URI."""
+    return isinstance(name, str) and _NODE.fullmatch(name) is not None
+
+
 def split_metric(name: str):
     """``"node::field"`` to ``(node, field)``; ``(None, None)`` if malformed."""
     node, sep, field = name.partition(SEPARATOR)
@@ -57,7 +81,10 @@ def parse_time(value, what: str) -> float:
     if isinstance(value, bool):
         raise BadRequest(f"{what} must be an ISO 8601 time, got {value!r}")
     if isinstance(value, (int, float)):
-        seconds = float(value) / 1000.0
+        try:
+            seconds = float(value) / 1000.0
+        except OverflowError:
+            raise BadRequest(f"{what} is out of range: {str(value)[:64]!r}") from None
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -101,7 +128,10 @@ def _max_points(body: dict, span: float) -> int:
     else:
         seconds = parse_interval(body.get("interval"))
     if seconds:
-        return int(min(max(math.ceil(span / seconds), 1), MAX_POINTS_LIMIT))
+        points = span / seconds  # may overflow to inf for a tiny interval
+        if not points < MAX_POINTS_LIMIT:
+            return MAX_POINTS_LIMIT
+        return max(math.ceil(points), 1)
     return DEFAULT_MAX_POINTS
 
 
@@ -125,8 +155,12 @@ def _targets(body: dict) -> tuple:
             raise BadRequest(f"target type must be 'timeserie' or 'table', got {str(kind)[:32]!r}")
         ref_id = item.get("refId")
         node, field = split_metric(name)
+        if not valid_node(node):  # never a data node: an empty series, as for an unknown one
+            node, field = None, None
         out.append(Target(name, node, field, ref_id if isinstance(ref_id, str) else None,
                           "table" if kind == "table" else "timeserie"))
+        if len(out) > MAX_QUERY_TARGETS:
+            raise BadRequest(f"more than {MAX_QUERY_TARGETS} targets in one query; split the panel")
     return tuple(out)
 
 
@@ -141,6 +175,14 @@ def parse_query(body) -> Query:
     if end <= start:
         raise BadRequest("range.to must be later than range.from")
     return Query(start, end, _max_points(body, end - start), _targets(body))
+
+
+def check_allowance(targets: int, max_points: int, limit: int) -> None:
+    """Refuse a query whose answer could hold more than ``limit`` points
+    (``max_points`` for each of ``targets``) before anything is fetched."""
+    if max_points * targets > limit:
+        raise AnswerTooLarge(f"{targets} target(s) × {max_points} points exceeds the {limit} points one answer "
+                         "may hold; lower maxDataPoints")
 
 
 def _number_arg(args, name: str):

@@ -14,12 +14,13 @@ import txaio
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from sisock.config import HttpAuth
 from sisock.link import CallTimeout
 
-from . import series
+from . import auth, series
 from .api import NotFound, create_api
 from .datasource import Unavailable
-from .request import SEPARATOR, BadRequest, parse_query, search_text
+from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, check_allowance, parse_query, search_text
 
 DEFAULT_MAX_BODY = 1024 * 1024
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -34,6 +35,10 @@ def _json(obj, status: int = 200) -> Response:
 
 def _error(status: int, message: str) -> Response:
     return _json({"message": " ".join(str(message).split())[:300]}, status)
+
+
+def too_large_message(max_body: int) -> str:
+    return f"request body is larger than {max_body} bytes (MAX_BODY_BYTES)"
 
 
 def _body(allow_empty: bool = False):
@@ -52,10 +57,15 @@ def _wants_html() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-def create_app(datasource, max_body: int = DEFAULT_MAX_BODY) -> Flask:
+def create_app(datasource, max_body: int = DEFAULT_MAX_BODY, http_auth: HttpAuth | None = None,
+               max_answer_points: int = DEFAULT_MAX_ANSWER_POINTS) -> Flask:
+    """The application. ``http_auth`` (default: none) is required of every
+    request but the health check; ``max_answer_points`` bounds the points
+    (all targets together) one ``/query`` or ``/api/v1/data`` answer may hold."""
     app = Flask("sisock.http", static_folder=STATIC, static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = max_body
-    app.register_blueprint(create_api(datasource, _json))
+    auth.install(app, http_auth)
+    app.register_blueprint(create_api(datasource, _json, max_answer_points))
 
     @app.route("/", methods=["GET", "POST"])
     def ping():
@@ -73,7 +83,9 @@ def create_app(datasource, max_body: int = DEFAULT_MAX_BODY) -> Flask:
 
     @app.post("/query")
     def query():
-        return _json(datasource.query(parse_query(_body())))
+        q = parse_query(_body())
+        check_allowance(sum(1 for t in q.targets if t.node is not None), q.max_points, max_answer_points)
+        return _json(datasource.query(q))
 
     # -- the JSON datasource dialect (simpod-json-datasource) --------------
 
@@ -145,6 +157,8 @@ def create_app(datasource, max_body: int = DEFAULT_MAX_BODY) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
+        if exc.code == 413:
+            return _error(413, too_large_message(max_body))
         return _error(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)
