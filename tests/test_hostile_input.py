@@ -305,26 +305,36 @@ def _check_answer(r, what):
         assert message and "\n" not in message and "Traceback" not in message, (what, message)
 
 
-def _post_fuzzer(base, path, tally, examples):
-    session = requests.Session()
+def _exchange(tally, path, what, send):
+    """One request: counted, never a hang, never a 5xx or a traceback."""
+    try:
+        r = send()
+    except requests.Timeout:
+        tally.add(path, "hang")
+        raise AssertionError(f"{what}: no answer in time") from None
+    tally.add(path, r.status_code)
+    _check_answer(r, what)
 
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(_bodies(path), _headers())
-    def fuzz(body, headers):
-        try:
-            r = session.post(base + path, data=body, headers=headers, timeout=TIMEOUT)
-        except requests.Timeout:
-            tally.add(path, "hang")
-            raise AssertionError(f"POST {path} did not answer in time: {body[:200]!r} {headers}") from None
-        tally.add(path, r.status_code)
-        _check_answer(r, f"POST {path} {body[:200]!r} {headers}")
 
+def _run_then_close(fuzz, session):
     def run():
         try:
             fuzz()
         finally:
             session.close()
     return run
+
+
+def _post_fuzzer(base, path, tally, examples):
+    session = requests.Session()
+
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(_bodies(path), _headers())
+    def fuzz(body, headers):
+        _exchange(tally, path, f"POST {path} {body[:200]!r} {headers}",
+                  lambda: session.post(base + path, data=body, headers=headers, timeout=TIMEOUT))
+
+    return _run_then_close(fuzz, session)
 
 
 def _get_fuzzer(base, path, tally, examples):
@@ -334,25 +344,16 @@ def _get_fuzzer(base, path, tally, examples):
     @given(st.one_of(_params(), _params(), _working_params(), _working_params(), _clean_params(), _clean_params(),
                      _raw_query()), _headers())
     def fuzz(params, headers):
-        try:
+        def send():
             if isinstance(params, str):
                 prepared = session.prepare_request(requests.Request("GET", base + path, headers=headers))
                 prepared.url = f"{base}{path}?{params}"  # as written, not re-quoted
-                r = session.send(prepared, timeout=TIMEOUT)
-            else:
-                r = session.get(base + path, params=params, headers=headers, timeout=TIMEOUT)
-        except requests.Timeout:
-            tally.add(path, "hang")
-            raise AssertionError(f"GET {path} did not answer in time: {params!r}") from None
-        tally.add(path, r.status_code)
-        _check_answer(r, f"GET {path} {params!r} {headers}")
+                return session.send(prepared, timeout=TIMEOUT)
+            return session.get(base + path, params=params, headers=headers, timeout=TIMEOUT)
 
-    def run():
-        try:
-            fuzz()
-        finally:
-            session.close()
-    return run
+        _exchange(tally, path, f"GET {path} {params!r} {headers}", send)
+
+    return _run_then_close(fuzz, session)
 
 
 @pytest.mark.slow
