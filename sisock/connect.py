@@ -169,7 +169,8 @@ class _Reporting:
         if failure.check(VerificationError):
             host = self._settings.crossbar_host if self._settings else "CROSSBAR_HOST"
             return (f"the router's certificate does not name {host!r}: set CROSSBAR_HOST to a name the "
-                    f"certificate holds, or remake it with `sisock tls --host {host}` ({text})")
+                    f"certificate holds, or remake it with `sisock tls --force --host {host}` and give every "
+                    f"client the new certificate ({text})")
         if "certificate verify failed" in text:
             return (f"the router's certificate is not the one in {cert} (certificate verify failed): "
                     "copy the router's server_cert.pem there")
