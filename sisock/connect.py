@@ -147,8 +147,11 @@ class _Reporting:
         return d
 
     def _connected(self, protocol):
+        """``protocol`` is ClientService's proxy: the loss is seen on it, the
+        WebSocket opening on the WAMP protocol inside."""
+        inner = getattr(protocol, "_protocol", protocol)
         opened = []
-        on_open, lost = protocol.onOpen, protocol.connectionLost
+        on_open, lost = inner.onOpen, protocol.connectionLost
 
         def open_(*args, **kwargs):
             opened.append(True)
@@ -160,7 +163,7 @@ class _Reporting:
                 self._report(self._describe(reason))
             return lost(reason)
 
-        protocol.onOpen, protocol.connectionLost = open_, connection_lost
+        inner.onOpen, protocol.connectionLost = open_, connection_lost
         return protocol
 
     def _describe(self, failure) -> str:

@@ -135,6 +135,7 @@ def test_remote_server_joins_by_name_over_tls(hosts, router, local_client):
     print(f"remote DataNodeServer registered {joined:.2f} s after start; {len(series.t)} samples across hosts")
     remote.stop()
     wait_for(lambda: "apex_archive" not in _nodes(local_client), 10, "the remote server to leave")
+    assert "cannot reach the router" not in remote.output()  # a clean stop is not a connection failure
 
 
 @pytest.mark.parametrize(("case", "over", "expect"), [
