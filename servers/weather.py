@@ -55,7 +55,8 @@ class DatFile(NamedTuple):
 
 
 def read_dat(path: str) -> DatFile:
-    """One ``.dat`` file: four ``# `` header lines, then ``<unix time> <value>`` rows."""
+    """One ``.dat`` file: four header lines starting with ``#`` and a space,
+    then ``<unix time> <value>`` rows."""
     with open(path, encoding="utf-8") as f:
         header = [f.readline() for _ in range(HEADER_LINES)]
     if not all(line.startswith("# ") for line in header):

@@ -1,7 +1,7 @@
 """The data contract between DataNodeServers and their consumers.
 
 ``get_fields`` returns ``(field, timeline)`` and ``get_data`` returns
-``{"data": ..., "timeline": ...}`` (see ARCHITECTURE, section 3). The shapes
+``{"data": ..., "timeline": ...}`` (the WAMP contract of the original sisock). The shapes
 are built here and nowhere else, so every server answers alike and the bridge
 and client can rely on them.
 """
