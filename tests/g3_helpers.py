@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import numpy as np
+import psutil
 
 from sisock.cache import ByteLRU
 from sisock.components.g3_demo import Provider, expected, write_archive
@@ -90,3 +92,13 @@ def assert_series_equal(got, want):
     wt, wv = want
     assert np.array_equal(t, wt), (len(t), len(wt))
     assert np.array_equal(v, wv)
+
+
+def kill_scanner(proc) -> None:
+    """SIGKILL a running scanner; its worker processes must die with it
+    (they are told to by the kernel when their parent goes)."""
+    workers = psutil.Process(proc.pid).children()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    psutil.wait_procs(workers, timeout=10)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), "orphaned workers"

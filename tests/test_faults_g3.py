@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
-import psutil
 import pytest
 import requests
 import sqlalchemy as sa
@@ -27,7 +25,17 @@ from sisock.components.g3_index import database_url
 from sisock.servers.g3_reader import INDEX_UNAVAILABLE
 
 from conftest import Stack
-from g3_helpers import PROVIDERS, START, expected_file_ranges, make_archive, open_index, scan, snapshot, window
+from g3_helpers import (
+    PROVIDERS,
+    START,
+    expected_file_ranges,
+    kill_scanner,
+    make_archive,
+    open_index,
+    scan,
+    snapshot,
+    window,
+)
 from mariadb_private import PrivateMariaDB
 from procs import wait_for
 
@@ -251,11 +259,7 @@ def test_scanner_killed_at_random_moments(db, big_archive, tmp_path, backend):
                 time.sleep(0.002)
             time.sleep(rng.uniform(0, 0.01))
             assert scanner.poll() is None, "the pass ended before the kill: make the archive larger"
-            workers = psutil.Process(scanner.pid).children()
-            scanner.send_signal(signal.SIGKILL)
-            scanner.wait(30)
-            psutil.wait_procs(workers, timeout=10)
-            assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), "orphans"
+            kill_scanner(scanner)
             index = open_index(env)
             snap = snapshot(index)
             index.dispose()

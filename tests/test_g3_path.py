@@ -22,6 +22,7 @@ from g3_helpers import (
     archive,
     assert_series_equal,
     expected_file_ranges,
+    kill_scanner,
     make_archive,
     open_index,
     scan,
@@ -291,12 +292,9 @@ def test_scanner_killed_mid_scan_leaves_a_consistent_index(tmp_path):
     """kill -9 at random points of a first scan: every file the index calls
     scanned is complete, and the next pass finishes the job."""
     import random
-    import signal
     import subprocess
     import sys
     import time
-
-    import psutil
 
     data = tmp_path / "data"
     providers = [Provider(f"observatory.agent{i}.feeds.hk", [f"f{j}" for j in range(6)]) for i in range(3)]
@@ -313,11 +311,7 @@ def test_scanner_killed_mid_scan_leaves_a_consistent_index(tmp_path):
         while proc.poll() is None and _indexed_files(state / "g3_index.sqlite") < target:
             time.sleep(0.002)
         assert proc.poll() is None, "the pass ended before the kill: make the archive larger"
-        workers = psutil.Process(proc.pid).children()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        psutil.wait_procs(workers, timeout=10)
-        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), "orphaned workers"
+        kill_scanner(proc)
         index = open_index({"SISOCK_STATE_DIR": str(state)})
         snap = snapshot(index)
         index.dispose()
