@@ -90,3 +90,13 @@ class Proc:
     def output(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
+
+
+def refused_at_start(script: str, env: dict, cwd=None) -> str:
+    """Run a console script that must refuse its settings: exit code 2 and
+    exactly one line of output (no traceback). Returns that line."""
+    done = subprocess.run([os.path.join(BIN, script)], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in lines[0], (done.returncode, lines)
+    return lines[0]
