@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import txaio
 
-from sisock.config import data_directory, log_level, positive_number
+from sisock.config import data_directory, log_level, positive_number, whole_number
 
 from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from .g3_index import OK, Index, database_url, describe_url, error_reason, unavailable
@@ -134,7 +134,7 @@ def extract(full: str) -> Extract:
 def scan_workers(env=None) -> int:
     env = os.environ if env is None else env
     default = max(1, min(os.cpu_count() or 1, 4))
-    return max(1, int(positive_number("SCAN_WORKERS", default, env)))
+    return whole_number("SCAN_WORKERS", default, env)
 
 
 class Scanner:

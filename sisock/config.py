@@ -139,18 +139,12 @@ def data_directory(env=None, what: str = "the archive's top folder") -> str:
 
 
 def max_points(env=None) -> int | None:
-    """``MAX_POINTS``: the cap on points per field in one reply (None: no cap)."""
+    """``MAX_POINTS``: the cap on points per field in one reply (None: no cap).
+    At least 2, because each bucket keeps its minimum and maximum."""
     env = os.environ if env is None else env
-    raw = env.get("MAX_POINTS")
-    if raw in (None, ""):
+    if env.get("MAX_POINTS") in (None, ""):
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"MAX_POINTS must be a whole number, got {raw!r}") from None
-    if value < 2:
-        raise ConfigError("MAX_POINTS must be at least 2 (each bucket keeps its minimum and maximum)")
-    return value
+    return whole_number("MAX_POINTS", 0, env, minimum=2)
 
 
 def log_level(env=None) -> str:

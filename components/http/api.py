@@ -45,13 +45,15 @@ def resolve_targets(patterns: list[str], datasource) -> list[str]:
     feed's channels appear over time); an unknown node is an error."""
     if not patterns:
         raise BadRequest("missing target: give target=<node>::<field> (repeatable, globs allowed)")
-    known = datasource.metrics()
+    datasource.require_link()
+    known = None  # every metric name, listed only if a glob needs it
     out: dict[str, None] = {}
     for pattern in patterns:
         node, field = split_metric(pattern)
         if node is None:
             raise BadRequest(f"target must look like 'node{SEPARATOR}field', got {pattern[:64]!r}")
         if _is_glob(pattern):
+            known = datasource.metrics() if known is None else known
             out.update(dict.fromkeys(name for name in known if fnmatch.fnmatchcase(name, pattern)))
         elif datasource.has_node(node):
             out[pattern] = None

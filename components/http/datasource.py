@@ -137,25 +137,25 @@ class DataSource:
 
     # -- request threads --------------------------------------------------------
 
-    def _require_link(self):
+    def require_link(self):
         if not self.link.connected:
             raise Unavailable("not connected to the WAMP router")
 
     def metrics(self, text: str = "") -> list[str]:
-        self._require_link()
+        self.require_link()
         needle = text.lower()
         with self._lock:
             names = [f"{node}{SEPARATOR}{field}" for node, fields in self._fields.items() for field in fields]
         return sorted(name for name in names if needle in name.lower())
 
     def nodes(self, text: str = "") -> list[str]:
-        self._require_link()
+        self.require_link()
         needle = text.lower()
         with self._lock:
             return sorted(node for node in self._fields if needle in node.lower())
 
     def fields_of(self, node: str, text: str = "") -> list[str]:
-        self._require_link()
+        self.require_link()
         needle = text.lower()
         with self._lock:
             return sorted(field for field in self._fields.get(node, {}) if needle in field.lower())
@@ -163,7 +163,7 @@ class DataSource:
     def field_infos(self, node: str | None = None, text: str = "") -> list[tuple[str, str, dict]]:
         """``(node, field, info)`` sorted, for one node or all; ``KeyError`` if
         ``node`` is not a known data node."""
-        self._require_link()
+        self.require_link()
         needle = text.lower()
         with self._lock:
             if node is not None and node not in self._fields:
@@ -198,7 +198,7 @@ class DataSource:
         ``q.max_points``: the one data path every dialect formats from.
         Identical queries arriving together (a dashboard open in several
         browsers) are answered by one computation."""
-        self._require_link()
+        self.require_link()
         return self._same.run(q, lambda: self._samples_of(q))
 
     def _samples_of(self, q: Query) -> list[tuple]:
