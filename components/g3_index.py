@@ -11,7 +11,9 @@ a file or a request is ever formatted into SQL text.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -106,13 +108,60 @@ def describe_url(url) -> str:
     return url.render_as_string(hide_password=True) if isinstance(url, URL) else str(url)
 
 
+class IndexTooNew(RuntimeError):
+    """The index was written by a newer sisock: this code must not touch it."""
+
+
+class SetupBusy(Exception):
+    """Another process held the index's set-up lock for the whole wait (a
+    long upgrade, or a stuck process): nothing is wrong here, try later."""
+
+
+class StillUnavailable(Exception):
+    """:func:`open_index` waited as long as it was allowed to; ``reason`` is
+    the last error, on one line."""
+
+    def __init__(self, reason: str, waited: float):
+        super().__init__(f"{reason} (waited {waited:.0f} s)")
+        self.reason, self.waited = reason, waited
+
+
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot be reached right now (down,
     restarting, connection lost, SQLite locked), so trying again later is
     the right answer, as opposed to a mistake that would fail again."""
+    if isinstance(exc, SetupBusy):
+        return True
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
         return True
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+#: MariaDB's "deadlock found" and "lock wait timeout exceeded": the server
+#: gave up on this transaction because of another one, not because of it.
+_MARIADB_CONTENTION = {1205, 1213}
+
+
+def contended(exc: BaseException) -> bool:
+    """Whether ``exc`` means another writer got there first: a row it
+    committed meanwhile (the same file or field name, stored by a second
+    scanner) or a deadlock with it. Redoing the transaction from the start,
+    which deletes what is there before writing, is the cure."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    return getattr(getattr(exc, "orig", None), "errno", None) in _MARIADB_CONTENTION
+
+
+def _worth_waiting_at_start(exc: BaseException) -> bool:
+    """:func:`unavailable`, narrowed for opening: SQLite is "unavailable"
+    only when another process holds its lock. Any other SQLite error there
+    (a file that cannot be opened or created, a read-only folder) comes from
+    the file system and would never go away by itself."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        text = str(orig).lower()
+        return "locked" in text or "busy" in text
+    return unavailable(exc)
 
 
 def error_reason(exc: BaseException) -> str:
@@ -147,6 +196,30 @@ class Location:
     feed_id: int
 
 
+#: How long one attempt waits for another process's set-up of the index,
+#: in seconds, before :class:`SetupBusy` hands the wait to the caller.
+SETUP_LOCK_WAIT = 60
+
+
+def _lock_name(database: str) -> str:
+    """The server-wide name of one database's set-up lock. Named locks are
+    shared by every database of a server, hence the database's name in it;
+    MariaDB may refuse names over 64 characters, hence the digest then."""
+    name = f"sisock_index_setup.{database}"
+    if len(name) > 64:
+        name = "sisock_index_setup." + hashlib.sha256(database.encode()).hexdigest()[:40]
+    return name
+
+
+def _meta_values(conn) -> dict[str, str]:
+    rows = conn.execute(sa.select(meta.c.name, meta.c.value).where(meta.c.name.in_(["schema_version", "generation"])))
+    return dict(rows.all())
+
+
+def _too_new(version: int) -> IndexTooNew:
+    return IndexTooNew(f"index schema {version} is newer than this sisock ({SCHEMA_VERSION})")
+
+
 class Index:
     def __init__(self, url, echo: bool = False):
         self.url = url
@@ -156,25 +229,123 @@ class Index:
         self.engine = sa.create_engine(url, echo=echo, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.setup()
+        try:
+            self.setup()
+        except BaseException:
+            self.engine.dispose()  # a caller retrying in a loop must not pile up connections
+            raise
 
     def setup(self):
-        """Create the tables, or bring an older index up to this version."""
-        metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).first()
-            version = int(row[0]) if row else 0
+        """Create the tables, or bring an older index up to this version.
+
+        The scanner and every reader call this when they start, often at
+        the same moment on a new index, so the work is done under a lock
+        that covers all of it: tables, upgrade steps and the meta rows. The
+        first process does the work, the others wait for the lock and then
+        find nothing left to do; each upgrade step runs once.
+
+        * MariaDB: a named lock (``GET_LOCK``), held by the connection that
+          does the work. The server drops it when that connection closes,
+          so a process killed half-way cannot leave it behind. DDL commits
+          by itself there, so a killed set-up may leave some tables; the
+          next one creates the rest (``create_all`` skips what exists).
+        * SQLite: ``BEGIN IMMEDIATE`` around everything, chosen over a lock
+          file. SQLite's DDL is transactional, so a set-up killed half-way
+          is rolled back as a whole; the lock is the database's own write
+          lock, which every writer of the file honours (an older sisock
+          too, which would ignore a lock file) and which dies with its
+          process; and there is no extra file to create beside the index.
+          Waiting for it is bounded by the busy timeout, after which
+          "database is locked" tells the caller to try again.
+
+        An index that is already current is recognised without the lock, so
+        opening one costs a few reads and needs no write access.
+        """
+        with self.engine.connect() as conn:
+            if self._current(conn):
+                return
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            self._setup_sqlite()
+        elif dialect in ("mysql", "mariadb"):
+            self._setup_mariadb()
+        else:  # not a supported backend: no lock to take, do it in one go
+            with self.engine.begin() as conn:
+                self._create_and_upgrade(conn, lambda: None)
+
+    @staticmethod
+    def _current(conn) -> bool:
+        if not set(metadata.tables) <= set(sa.inspect(conn).get_table_names()):
+            return False
+        values = _meta_values(conn)
+        version = int(values.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise _too_new(version)
+        return version == SCHEMA_VERSION and "generation" in values
+
+    def _setup_sqlite(self):
+        with self.engine.connect() as conn:
+            # The driver's own transaction handling would begin a deferred
+            # transaction at the first INSERT only, outside the DDL: take
+            # over, so one IMMEDIATE transaction holds everything.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                self._create_and_upgrade(conn, lambda: None)
+            except BaseException:
+                try:
+                    conn.exec_driver_sql("ROLLBACK")
+                except sa.exc.DBAPIError:
+                    pass  # SQLite already rolled back; the first error is the one to report
+                raise
+            conn.exec_driver_sql("COMMIT")
+
+    def _setup_mariadb(self):
+        with self.engine.connect() as conn:
+            name = _lock_name(conn.execute(sa.text("SELECT DATABASE()")).scalar_one())
+            got = conn.execute(sa.text("SELECT GET_LOCK(:name, :wait)"),
+                               {"name": name, "wait": SETUP_LOCK_WAIT}).scalar()
+            conn.commit()
+            if got != 1:
+                raise SetupBusy(f"another process has been setting up the index for {SETUP_LOCK_WAIT} s "
+                                f"(lock {name})")
+            try:
+                self._create_and_upgrade(conn, conn.commit)
+            finally:
+                try:
+                    conn.rollback()  # nothing after a success; a step cut short otherwise
+                    conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+                    conn.commit()
+                except sa.exc.SQLAlchemyError:
+                    conn.invalidate()  # closing the connection releases the lock on the server
+
+    @staticmethod
+    def _create_and_upgrade(conn, commit):
+        """The set-up proper, on the connection holding the lock. ``commit``
+        ends each step's transaction (MariaDB), or does nothing when one
+        transaction holds the whole set-up (SQLite)."""
+        metadata.create_all(conn)
+        commit()
+        values = _meta_values(conn)
+        if "schema_version" not in values:
+            # The tables are those create_all just made for this version
+            # (or made by a set-up that died before writing this row, when
+            # nothing could have been indexed yet): there is nothing to upgrade.
+            conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
+        else:
+            version = int(values["schema_version"])
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"index schema {version} is newer than this sisock ({SCHEMA_VERSION})")
+                raise _too_new(version)
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS.get(step, ()):
                     conn.execute(sa.text(statement))
-            if conn.execute(sa.select(meta.c.name).where(meta.c.name == "generation")).first() is None:
-                conn.execute(meta.insert().values(name="generation", value=str(time.time_ns())))
-            if row is None:
-                conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))
-            elif version != SCHEMA_VERSION:
-                conn.execute(meta.update().where(meta.c.name == "schema_version").values(value=str(SCHEMA_VERSION)))
+                # In the step's own transaction: a set-up killed after it
+                # does not run it again, one killed during it does.
+                conn.execute(meta.update().where(meta.c.name == "schema_version").values(value=str(step)))
+                commit()
+        if "generation" not in values:
+            conn.execute(meta.insert().values(name="generation", value=str(time.time_ns())))
+        commit()
 
     def dispose(self):
         self.engine.dispose()
@@ -374,7 +545,54 @@ class Index:
             }
 
 
-#: Statements that bring an index from version N-1 to N. Version 2 added the
-#: ``summaries`` table, which create_all makes; files scanned before it have
-#: none, so they are marked for a rescan.
+#: Statements that bring an index from version N-1 to N, run once, under the
+#: set-up lock, in the transaction that records version N. On MariaDB a DDL
+#: statement commits by itself, so a step holding one must be safe to run a
+#: second time (the set-up may be killed between it and the version row).
+#: Version 2 added the ``summaries`` table, which create_all makes; files
+#: scanned before it have none, so they are marked for a rescan.
 MIGRATIONS: dict[int, list[str]] = {2: ["UPDATE files SET size = -1"]}
+
+
+#: Waits of :func:`open_index` between attempts: doubling, then capped.
+OPEN_FIRST_DELAY, OPEN_MAX_DELAY = 1.0, 30.0
+
+
+def open_index(url, log, wait: float | None = None, sleep=time.sleep, clock=time.monotonic) -> Index:
+    """The index at ``url``, as soon as it can be opened.
+
+    Services start in any order: the database may refuse connections or
+    still be starting, and another process may be creating the schema. All
+    of that is waited out, with attempts 1 s apart at first, doubling up to
+    30 s. ``log`` (a txaio logger) gets a warning when waiting starts and
+    whenever the reason changes, never for an unchanged reason, so an
+    outage of hours is a line or two; then one line when the index opens.
+
+    ``wait`` is how long to keep trying, in seconds (None: for as long as it
+    takes, what a service wants); past it, :class:`StillUnavailable` is
+    raised. Any other error (credentials refused, an unknown database, an
+    index newer than this code) is raised at once: waiting cannot cure it.
+    """
+    where = describe_url(url)
+    started = clock()
+    delay, reason = OPEN_FIRST_DELAY, None
+    while True:
+        try:
+            index = Index(url)
+        except Exception as exc:
+            if not _worth_waiting_at_start(exc):
+                raise
+            waited = clock() - started
+            now = error_reason(exc)
+            if wait is not None and waited >= wait:
+                raise StillUnavailable(now, waited) from exc
+            if now != reason:
+                log.warn("cannot open the index {u} yet ({e}); waiting for it", u=where, e=now)
+                reason = now
+            pause = delay if wait is None else min(delay, max(wait - waited, 0.0))
+            sleep(pause)
+            delay = min(delay * 2, OPEN_MAX_DELAY)
+            continue
+        if reason is not None:
+            log.info("the index {u} is open, after {s:.0f} s of waiting", u=where, s=clock() - started)
+        return index

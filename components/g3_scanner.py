@@ -5,15 +5,18 @@ files that are new, changed (size or mtime) or were unreadable last time.
 Each file goes into the index in its own transaction, so killing the scanner
 at any moment loses at most the file in hand, never leaves half of one. A
 broken file is logged, left out and tried again next pass; it never stops
-the scan. When the index database goes away (restart, failover, network)
-the scanner logs it, retries with backoff and carries on where it was once
-the database is back.
+the scan. The scanner may start before the database does, and with other
+scanners or readers opening the same new index: it waits for the database
+and for whoever creates the schema. When the index database goes away
+(restart, failover, network) the scanner logs it, retries with backoff and
+carries on where it was once the database is back, however long that takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 from collections import deque
@@ -24,7 +27,17 @@ import txaio
 from sisock.config import data_directory, log_level, positive_number, whole_number
 
 from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
-from .g3_index import OK, Index, database_url, describe_url, error_reason, unavailable
+from .g3_index import (
+    OK,
+    Index,
+    StillUnavailable,
+    contended,
+    database_url,
+    describe_url,
+    error_reason,
+    open_index,
+    unavailable,
+)
 from .g3_summary import summarize
 
 log = txaio.make_logger()
@@ -150,30 +163,50 @@ class Scanner:
     READ_AHEAD = 4
     #: Waits between attempts while the index database is unreachable.
     RETRY_FIRST, RETRY_MAX = 0.5, 10.0
+    #: Attempts at one transaction that another writer keeps beating (a
+    #: second scanner storing the same file): each retry starts by deleting
+    #: what the other stored, so one or two are the rule.
+    CONTENDED_ATTEMPTS = 10
 
-    def __init__(self, index: Index, data_dir: str, workers: int | None = None, give_up_after: float = 900.0):
+    def __init__(self, index: Index, data_dir: str, workers: int | None = None,
+                 give_up_after: float | None = 900.0):
         self.index = index
         self.data_dir = data_dir
         self.workers = scan_workers() if workers is None else workers
+        #: Seconds of an unreachable database before an operation gives up;
+        #: None waits forever (the long-running service).
         self.give_up_after = give_up_after
         self.retries = 0
 
     def _retrying(self, what: str, operation):
         """``operation(retry)``, called again with ``retry=True`` after a
-        backoff while the database is unreachable. The error is raised
-        after ``give_up_after`` seconds, or at once when it is not one that
-        waiting can cure."""
-        delay, waited, attempt = self.RETRY_FIRST, 0.0, 0
+        backoff while the database is unreachable, or at once when another
+        writer got in the way. The error is raised after ``give_up_after``
+        seconds, or at once when it is not one that waiting can cure.
+
+        Warnings are logged for retries 1, 2, 4, 8... and whenever the
+        reason changes: an outage of a day costs a screenful, not a line
+        every ten seconds."""
+        delay, waited, attempt, clashes, reason = self.RETRY_FIRST, 0.0, 0, 0, None
         while True:
             try:
-                result = operation(attempt > 0)
+                result = operation(attempt + clashes > 0)
             except Exception as exc:
-                if not unavailable(exc) or waited >= self.give_up_after:
+                if contended(exc) and clashes + 1 < self.CONTENDED_ATTEMPTS:
+                    clashes += 1
+                    log.debug("another writer of the index got in the way while {what} ({e}); again",
+                              what=what, e=error_reason(exc))
+                    time.sleep(random.uniform(0.0, 0.05 * clashes))  # out of step with the other writer
+                    continue
+                if not unavailable(exc) or (self.give_up_after is not None and waited >= self.give_up_after):
                     raise
                 attempt += 1
                 self.retries += 1
-                log.warn("index database unavailable while {what} ({e}); retry {n} in {d:.1f} s",
-                         what=what, e=error_reason(exc), n=attempt, d=delay)
+                now = error_reason(exc)
+                if now != reason or attempt & (attempt - 1) == 0:
+                    log.warn("index database unavailable while {what} ({e}); retry {n} in {d:.1f} s",
+                             what=what, e=now, n=attempt, d=delay)
+                    reason = now
                 time.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, self.RETRY_MAX)
@@ -281,6 +314,11 @@ def scan_interval(env=None) -> float:
     return positive_number("SCAN_INTERVAL", 3600, env)
 
 
+#: How long ``--once`` waits for the index database, in seconds, before it
+#: gives up (a cron job must end); the service waits as long as it takes.
+ONCE_WAIT = 900.0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="sisock-g3-file-scanner", description=__doc__.splitlines()[0])
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
@@ -297,8 +335,23 @@ def main(argv=None):
         print(f"sisock-g3-file-scanner: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     txaio.start_logging(level=level)
-    index = _connect(url)
-    scanner = Scanner(index, data_dir)
+    # The service waits for the database however long it is away, at start
+    # and during a pass: it is what it would do after a restart anyway,
+    # without the restart. Only --once, run by something waiting for it to
+    # end, has a bound.
+    patience = ONCE_WAIT if args.once else None
+    try:
+        index = open_index(url, log, wait=patience)
+    except StillUnavailable as exc:
+        print(f"sisock-g3-file-scanner: cannot open the index {describe_url(url)}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as exc:  # noqa: BLE001 - driver errors vary by backend
+        # A mistake (credentials, database name, an index too new): a
+        # configuration error, like a bad setting.
+        print(f"sisock-g3-file-scanner: cannot use the index {describe_url(url)}: {error_reason(exc)}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    scanner = Scanner(index, data_dir, give_up_after=patience)
     log.info("indexing {d} into {u}", d=data_dir, u=describe_url(url))
     while True:
         try:
@@ -318,22 +371,3 @@ def main(argv=None):
         if args.once:
             return
         time.sleep(interval)
-
-
-def _connect(url, attempts: int = 30) -> Index:
-    """The database may start after us (compose, boot): retry with backoff."""
-    delay = 1.0
-    for attempt in range(1, attempts + 1):
-        try:
-            return Index(url)
-        except Exception as exc:  # noqa: BLE001 - driver errors vary by backend
-            if not unavailable(exc):  # a mistake (schema too new, bad URL): retrying cannot help
-                print(f"sisock-g3-file-scanner: cannot use the index {describe_url(url)}: {error_reason(exc)}",
-                      file=sys.stderr)
-                raise SystemExit(1) from None
-            if attempt == attempts:
-                print(f"sisock-g3-file-scanner: cannot open the index {describe_url(url)}: {exc}", file=sys.stderr)
-                raise SystemExit(1) from None
-            log.warn("index database not reachable ({e}); retrying in {d:.0f} s", e=exc, d=delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)

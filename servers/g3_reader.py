@@ -10,7 +10,9 @@ A file that cannot be read (garbage, or damaged since it was indexed) is
 skipped with a log line and the rest is served. While the index database is
 unreachable, every request fails at once with the error
 ``org.simonsobservatory.error.index_unavailable`` saying so, and the server
-answers again as soon as the database is back.
+answers again as soon as the database is back. At start, the server waits
+for the database, and for whoever is creating the index, before it joins
+the router: it can be started together with the database and the scanner.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from sisock import config, connect, contract
 from sisock.base import DataNodeServer, uri
 from sisock.cache import ByteLRU, Coalescer
 from sisock.components.g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
-from sisock.components.g3_index import Index, Location, database_url, describe_url, error_reason, unavailable
+from sisock.components.g3_index import (
+    Index,
+    Location,
+    database_url,
+    describe_url,
+    error_reason,
+    open_index,
+    unavailable,
+)
 from sisock.components.g3_summary import Summary, choose_level
 from sisock.downsample import grid_width, merge_on_grid
 
@@ -347,12 +357,19 @@ class G3Reader(DataNodeServer):
 
 def _warm_up(index: Index):
     """Pay one-time costs (so3g's import, the database connection, compiling
-    the queries) before joining, not in the first user's request."""
+    the queries) before joining, not in the first user's request. A
+    database gone again since the index opened only makes this pointless:
+    requests report it, and the server must still join."""
     import so3g  # noqa: F401
 
-    index.generation()
-    index.name_tables(["(warm-up)"])
-    index.summaries([-1], 60)
+    try:
+        index.generation()
+        index.name_tables(["(warm-up)"])
+        index.summaries([-1], 60)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        log.warn("the index database went away during the warm-up ({e})", e=error_reason(exc))
 
 
 def main(argv=None):
@@ -360,16 +377,25 @@ def main(argv=None):
     parser.add_argument("--state-dir", help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)")
     args = parser.parse_args(argv)
     try:
-        config.Settings.from_env()  # a bad router setting is reported before anything starts
+        # Every setting, the router's certificate included, is checked
+        # before the possibly long wait for the database.
+        settings = config.Settings.from_env()
+        connect.load_trust(settings)
         data_dir = config.data_directory(what="the folder of .g3 files")
         max_points = config.max_points()
         cache_mb = config.positive_number("G3_CACHE_MB", DEFAULT_CACHE_MB)
         url = database_url(state_dir=args.state_dir)
-        index = Index(url)
-    except Exception as exc:  # noqa: BLE001 - configuration and database errors alike end here
+    except Exception as exc:  # noqa: BLE001 - every configuration error ends here
         print(f"sisock-g3-reader-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"sisock-g3-reader-server: reading {data_dir} through the index {describe_url(url)}", flush=True)
+    connect.start_logging(settings)  # for the warnings of a wait for the database
+    try:
+        index = open_index(url, log)
+    except Exception as exc:  # noqa: BLE001 - what waiting cannot cure: credentials, database name, version
+        print(f"sisock-g3-reader-server: cannot use the index {describe_url(url)}: {error_reason(exc)}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     _warm_up(index)
     archive = Archive(index, data_dir, ByteLRU(cache_mb * 1024 * 1024))
     raise SystemExit(connect.run(functools.partial(G3Reader, archive=archive, max_points=max_points)))

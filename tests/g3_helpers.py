@@ -65,6 +65,34 @@ def snapshot(index: Index) -> dict:
     return out
 
 
+def meta_rows(index: Index) -> list[tuple[str, str]]:
+    """Every ``(name, value)`` row of ``sisock_meta``, sorted."""
+    import sqlalchemy as sa
+
+    from sisock.components import g3_index as g
+
+    with index.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(g.meta.c.name, g.meta.c.value)).all())
+
+
+def assert_index_complete(env, reference, counts):
+    """The index of ``env`` is what one lone scan of the archive makes: each
+    file once with the ranges of ``reference``, the row ``counts`` of
+    :meth:`Index.counts`, one schema version row (the current one) and one
+    generation row."""
+    from sisock.components.g3_index import SCHEMA_VERSION
+
+    index = open_index(env)
+    try:
+        assert snapshot(index) == reference
+        assert index.counts() == counts
+        rows = meta_rows(index)
+        assert [name for name, _ in rows] == ["generation", "schema_version"], rows
+        assert dict(rows)["schema_version"] == str(SCHEMA_VERSION)
+    finally:
+        index.dispose()
+
+
 def expected_file_ranges(paths, data_dir, truth, providers=PROVIDERS, file_seconds=3600):
     """What the index must say of each file, from the samples written."""
     out = {}
