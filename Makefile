@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 # The compose file is checked with Debian's docker-compose (no engine needed).
 COMPOSE  := /usr/bin/docker-compose
 
-.PHONY: run test lint install clean web chromium compose-check docs
+.PHONY: run test lint install clean web chromium compose-check compose-test docs lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,26 @@ $(BIN)/python:
 # print an ABI traceback when autobahn imports them under NumPy 2. Building it
 # from source against the NumPy already in the venv, before anything else pulls
 # the wheel, keeps every import silent.
-$(STAMP): $(BIN)/python setup.py
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel numpy
-	$(BIN)/pip install --quiet --no-build-isolation --no-cache-dir --no-binary bjdata "bjdata>=0.6"
-	$(BIN)/pip install --quiet -e '.[all,test,docs]'
+#
+# Every version comes from constraints.txt, as in the image; `make lock`
+# moves them to the newest releases setup.py allows.
+$(STAMP): $(BIN)/python setup.py constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt --upgrade pip setuptools wheel numpy
+	$(BIN)/pip install --quiet -c constraints.txt --no-build-isolation --no-cache-dir --no-binary bjdata bjdata
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,test,docs]'
 	touch $(STAMP)
+
+# Resolve every dependency afresh (newest releases within setup.py's ranges)
+# in a throwaway environment and write the versions into constraints.txt.
+LOCKENV := .lock-venv
+lock:
+	rm -rf $(LOCKENV) && $(PYTHON) -m venv $(LOCKENV)
+	$(LOCKENV)/bin/pip install --quiet --upgrade pip setuptools wheel numpy
+	$(LOCKENV)/bin/pip install --quiet --no-build-isolation --no-cache-dir --no-binary bjdata bjdata
+	$(LOCKENV)/bin/pip install --quiet '.[all,test,docs]'
+	{ grep '^#' constraints.txt; $(LOCKENV)/bin/pip freeze --all --exclude-editable | grep -v '^sisock=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCKENV) build *.egg-info
 
 # npm ci rewrites node_modules (and its hidden lock file) only when the
 # committed lock file or package.json is newer.
@@ -58,6 +73,11 @@ run: $(STAMP) $(ASSETS)
 
 test: $(STAMP) $(ASSETS) $(CHROMIUM) $(COMPOSE)
 	$(BIN)/python -m pytest
+
+# The compose stack built and run on this machine's docker engine
+# (tests/test_compose_stack.py): needs `docker` and a running engine.
+compose-test: $(STAMP) $(COMPOSE)
+	$(BIN)/python -m pytest -m compose --timeout 2400 -s tests/test_compose_stack.py
 
 # The compose stack, checked statically: `docker-compose config` and the
 # consistency tests (build contexts, commands, variables, ports, router config).

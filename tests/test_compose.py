@@ -360,6 +360,52 @@ def test_context_leaves_out_secrets_and_local_state():
         assert not excluded(path, patterns), f"{path} would be left out of the image build"
 
 
+def test_every_file_the_context_allows_exists():
+    """An allow-list entry naming nothing is a file someone meant to ship
+    and did not (or a leftover that would let a new file in unseen)."""
+    for pattern in ignore_patterns(ROOT):
+        if pattern.startswith("!") and not any(c in pattern for c in "*?["):
+            path = os.path.join(ROOT, pattern[1:].strip("/"))
+            assert os.path.exists(path), f".dockerignore allows {pattern[1:]}, which does not exist"
+
+
+def _requirement_name(req: str) -> str:
+    return re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def constraints() -> dict[str, str]:
+    pins = {}
+    with open(os.path.join(ROOT, "constraints.txt"), encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, sep, version = line.partition("==")
+                assert sep and version, f"constraints.txt: {line!r} is not an exact pin"
+                pins[_requirement_name(name)] = version
+    return pins
+
+
+def test_every_dependency_is_pinned_for_the_image_and_the_venv():
+    """Two builds a month apart install the same versions: every
+    requirement of setup.py has one exact version in constraints.txt, which
+    the image build and `make` both install with."""
+    pins = constraints()
+    for req in importlib.metadata.requires("sisock"):
+        assert _requirement_name(req) in pins, f"{req} (setup.py) has no pin in constraints.txt"
+    for tool in ("pip", "setuptools", "wheel", "numpy", "bjdata"):
+        assert tool in pins, tool
+    dockerfile = os.path.join(ROOT, "docker", "Dockerfile")
+    build = next(stage for stage in stages(dockerfile) if " AS build" in stage[0][1] or " as build" in stage[0][1])
+    text = "\n".join(f"{w} {r}" for w, r in build)
+    assert re.search(r"PIP_CONSTRAINT=(\S+)", text), "the image build must install with PIP_CONSTRAINT"
+    copied = [copy_sources(r)[0] for w, r in build if w == "COPY" and "constraints.txt" in r]
+    assert copied, "the image build must copy constraints.txt"
+    makefile = open(os.path.join(ROOT, "Makefile"), encoding="utf-8").read()
+    recipe = re.search(r"^\$\(STAMP\):.*?\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    installs = [line for line in recipe.splitlines() if "pip install" in line]
+    assert installs and all("-c constraints.txt" in line for line in installs), installs
+
+
 def test_image_build_context_makes_a_complete_package(tmp_path):
     """What ``pip install '.[all]'`` sees in the image: the files the context
     sends plus the charting library where the web stage copies it. The wheel
