@@ -50,7 +50,7 @@ def run_tls(args) -> int:
 
 
 def _up_arguments(p):
-    from .stack import DEFAULT_SERVERS, DEFAULT_STATE_DIR, NONE, SERVERS
+    from .stack import DEFAULT_SERVERS, DEFAULT_STATE_DIR, NONE, ROUTER_CONSOLE, SERVERS
 
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="DIR",
                    help=f"router configuration and certificate (default: {DEFAULT_STATE_DIR})")
@@ -61,6 +61,9 @@ def _up_arguments(p):
                    help="also run the APEX weather and UCSC radiometer servers on example archives")
     p.add_argument("--ocs-demo", action="store_true",
                    help="also run an OCS FakeDataAgent and a data-feed server for its feed (needs sisock[ocs])")
+    p.add_argument("--router-console", choices=ROUTER_CONSOLE, default=ROUTER_CONSOLE[0],
+                   help="what of the router's log is shown here: its warnings and errors, or everything; "
+                        "all of it is in DIR/crossbar/router.log either way (default: warnings)")
 
 
 def _dashboard_arguments(p):

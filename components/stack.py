@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import sys
+import textwrap
 
 from twisted.application import service
 from twisted.internet import defer, reactor, task
@@ -53,14 +54,37 @@ NONE = "none"
 DEFAULT_SERVERS = "weather,sensors,g3-reader"
 DEMO_DAYS = 3
 DEFAULT_STATE_DIR = ".sisock"
+#: ``--router-console``: passed to ``sisock-crossbar --console`` (first: the default).
+ROUTER_CONSOLE = ("warnings", "all")
 
 ROUTER_TIMEOUT = 30.0
 #: Children get TERM, then KILL after this many seconds; crossbar needs a few
 #: seconds to take its worker processes down.
 KILL_TIME = 10.0
-#: After Ctrl-C, children (same process group) got SIGINT from the terminal
-#: too; they have this long to finish on their own before they get TERM.
-INTERRUPT_GRACE = 3.0
+#: Signals that stop the stack: Ctrl-C, ``kill``, and the terminal closing.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: Run before each child's own program (``python -c LAUNCH <our pid> argv...``):
+#: a session of its own, without the terminal, so a Ctrl-C reaches only
+#: ``sisock up``, which then stops the clients before the router (the
+#: terminal would signal every process at once, and clients that outlive
+#: the router log reconnect attempts), and nothing a child writes to
+#: /dev/tty (crossbar writes a newline there to test it) bypasses the tagged
+#: log; and, on Linux, SIGTERM when ``sisock up`` dies, even by SIGKILL, so
+#: no child outlives it. Standard library only, since it runs for every
+#: start and restart.
+LAUNCH = textwrap.dedent("""\
+    import os, sys
+    os.setsid()
+    try:
+        import ctypes, signal
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (ImportError, OSError, AttributeError):
+        pass  # not Linux
+    if os.getppid() != int(sys.argv[1]):
+        os._exit(1)  # sisock up died before the request was made
+    os.execv(sys.argv[2], sys.argv[2:])
+""")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 log = Logger(namespace="sisock")
@@ -100,9 +124,12 @@ def find_script(script: str) -> str | None:
     return shutil.which(script)
 
 
-def plan(servers: list[str], cbdir: str) -> list[tuple[str, list[str]]]:
+def plan(servers: list[str], cbdir: str, router_console: str = ROUTER_CONSOLE[0]) -> list[tuple[str, list[str]]]:
     """``(name, argv)`` for every child, router first."""
-    wanted = [(None, ("sisock-crossbar", "--cbdir", cbdir)), (None, ("sisock-http",))]
+    router = ("sisock-crossbar", "--cbdir", cbdir)
+    if router_console != ROUTER_CONSOLE[0]:
+        router += ("--console", router_console)
+    wanted = [(None, router), (None, ("sisock-http",))]
     wanted += [(short, command) for short in servers for command in SERVERS[short]]
     children, seen = [], set()
     for short, (script, *args) in wanted:
@@ -209,14 +236,13 @@ class Supervisor(ProcessMonitor):
                 name=name, why=why, delay=delay,
             )
 
-    def stop_in_order(self, last: tuple[str, ...], grace: float = 0.0):
-        """Stop everything, ``last`` after all others are gone: clients that
-        lose the router first only fill the log with reconnect attempts.
+    def addProcess(self, name, args, uid=None, gid=None, env={}, cwd=None):  # noqa: B006 - the base's signature
+        """Restarts reuse what is stored here, so they go through LAUNCH too."""
+        super().addProcess(name, launched(args), uid=uid, gid=gid, env=env, cwd=cwd)
 
-        ``grace``: how long to let children exit on their own first. After a
-        Ctrl-C the terminal has already sent SIGINT to every child, and a
-        TERM on top of that makes some (crossbar) log a traceback.
-        """
+    def stop_in_order(self, last: tuple[str, ...]):
+        """Stop everything, ``last`` after all others are gone: clients that
+        lose the router first only fill the log with reconnect attempts."""
         # What ProcessMonitor.stopService does, minus stopping everything at once.
         service.Service.stopService(self)
         for pending in self.restart.values():
@@ -224,7 +250,7 @@ class Supervisor(ProcessMonitor):
                 pending.cancel()
         names = list(self.delay)  # every process ever added
         first = [n for n in names if n not in last]
-        d = self._until_gone(names, grace)
+        d = defer.succeed(None)
         for group in (first, list(last)):
             d.addCallback(lambda _, group=group: self._terminate(group))
             d.addCallback(lambda _, group=group: self._until_gone(group, self.killTime + 5))
@@ -245,6 +271,11 @@ class Supervisor(ProcessMonitor):
             return None
 
         return defer.maybeDeferred(check)
+
+
+def launched(argv: list[str]) -> list[str]:
+    """``argv`` run through :data:`LAUNCH`."""
+    return [sys.executable, "-I", "-S", "-c", LAUNCH, str(os.getpid()), *argv]
 
 
 class _Probe(Factory):
@@ -313,16 +344,18 @@ def _start_logging(width: int, level: str):
 
 
 class Stack:
-    def __init__(self, settings: Settings, state_dir: str, children, env, servers):
+    def __init__(self, settings: Settings, state_dir: str, children, env, servers, router_log: str | None = None,
+                 router_console: str = ROUTER_CONSOLE[0]):
         self.settings = settings
         self.state_dir = state_dir
         self.children = children
         self.env = env
         self.servers = servers
+        self.router_log = router_log
+        self.router_console = router_console
         self.supervisor = Supervisor(reactor=reactor)
         self.exit_code = 0
         self.stopping = False
-        self.interrupted = False
 
     def run(self) -> int:
         _start_logging(max(len("sisock"), *(len(child[0]) for child in self.children)), self.settings.loglevel)
@@ -335,8 +368,8 @@ class Stack:
     def _start(self):
         # Replaces the handlers Twisted installed, so a second Ctrl-C kills
         # instead of raising "reactor not running".
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
         (router, router_argv, *_), *others = self.children
         self.supervisor.addProcess(router, router_argv, env=self.env)
         self.supervisor.startService()
@@ -347,8 +380,8 @@ class Stack:
             return
         if not ready:
             log.error(
-                "the router did not open port {port} within {timeout:.0f} s; see its log above",
-                port=port, timeout=ROUTER_TIMEOUT,
+                "the router did not open port {port} within {timeout:.0f} s; see its lines above and {where}",
+                port=port, timeout=ROUTER_TIMEOUT, where=self.router_log or "its log",
             )
             self.exit_code = 1
             reactor.stop()
@@ -360,11 +393,17 @@ class Stack:
     def _banner(self):
         s = self.settings
         here = _local(s.bind_host)
+        router_log = []
+        if self.router_log:
+            quiet = self.router_console == ROUTER_CONSOLE[0]
+            shown = "   (only its warnings and errors are shown here)" if quiet else ""
+            router_log = [f"router log          {self.router_log}{shown}"]
         lines = [
             f"HTTP bridge         http://{here}:{s.http_port}   (Grafana: Infinity, SimpleJson, JSON; "
             "a browser gets the quicklook page)",
             f"router              {s.router_url}   realm {s.realm}, user {s.wamp_user}",
             f"router certificate  {self.env['SISOCK_CERT']}",
+            *router_log,
             f"OCS (anonymous)     ws://{here}:{s.ocs_port}/ws",
             f"state dir           {self.state_dir}",
             f"servers             {', '.join(self.servers) or NONE}",
@@ -377,7 +416,6 @@ class Stack:
         # work itself is handed to the reactor.
         reactor.callFromThread(self._kill if self.stopping else self._stop)
         self.stopping = True
-        self.interrupted = self.interrupted or signum == signal.SIGINT
 
     def _stop(self):
         log.info("stopping (Ctrl-C again to kill)")
@@ -387,16 +425,22 @@ class Stack:
             pass  # already on its way down
 
     def _kill(self):
-        """A second interrupt: the user does not want to wait."""
+        """A second interrupt: the user does not want to wait. Each child
+        leads a process group (its session's), which holds whatever it
+        started itself."""
         for proto in list(self.supervisor.protocols.values()):
+            pid = getattr(proto.transport, "pid", None)
             try:
-                proto.transport.signalProcess("KILL")
-            except ProcessExitedAlready:
-                pass
+                os.killpg(pid, signal.SIGKILL)
+            except (TypeError, OSError):  # gone, or not yet in its own session
+                try:
+                    proto.transport.signalProcess("KILL")
+                except ProcessExitedAlready:
+                    pass
 
     def _shutdown(self):
         self.stopping = True
-        d = self.supervisor.stop_in_order(last=(ROUTER,), grace=INTERRUPT_GRACE if self.interrupted else 0.0)
+        d = self.supervisor.stop_in_order(last=(ROUTER,))
         d.addCallback(lambda _: log.info("all processes stopped"))
         return d
 
@@ -413,11 +457,12 @@ def run(args) -> int:
         servers = parse_servers(args.servers)
         state_dir = os.path.abspath(args.state_dir)
         cbdir = os.path.join(state_dir, "crossbar")
-        children = plan(servers, cbdir)
+        router_console = getattr(args, "router_console", ROUTER_CONSOLE[0])
+        children = plan(servers, cbdir, router_console)
         check_ports(settings)
         # Imported here: it needs crossbar's extra ([router]), which only
         # this subcommand requires.
-        from .crossbar import prepare
+        from .crossbar import log_path, prepare
 
         prepare(cbdir, settings)
     except (StackError, ConfigError, OSError) as exc:
@@ -444,7 +489,7 @@ def run(args) -> int:
         names = {name for name, *_ in demo}
         children = [child for child in children if child[0] not in names] + demo
         servers = [*servers, "archives-demo"]
-    return Stack(settings, state_dir, children, env, servers).run()
+    return Stack(settings, state_dir, children, env, servers, log_path(cbdir), router_console).run()
 
 
 def archives_demo_children(state_dir: str) -> list[tuple]:

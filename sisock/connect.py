@@ -4,6 +4,11 @@ One implementation for every process. A session is made afresh by the
 factory on each (re)connection, so a router restart is healed by the
 ClientService without anything else noticing except the session's own
 ``onJoin`` running again.
+
+A process on its way down (SIGTERM, Ctrl-C, ``Client.close``) leaves the
+realm with a GOODBYE and stops reconnecting before its connection closes:
+otherwise the closing connection looks like a lost router, and the log of a
+stack being stopped fills with reconnect attempts.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from autobahn.wamp.serializer import JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
 from service_identity import VerificationError
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import ssl
+from twisted.internet import defer, ssl
 from twisted.internet.endpoints import SSL4ClientEndpoint
 
 from sisock.config import ConfigError, Settings
@@ -35,6 +40,10 @@ SERIALIZERS = (MsgPackSerializer, JsonSerializer)
 #: refused TCP connection, so trying every few seconds is cheap.
 RETRY_INITIAL_DELAY = 0.5
 RETRY_MAX_DELAY = 3.0
+
+#: How long a stopping process waits for the router to answer its GOODBYE
+#: before it just closes the connection.
+LEAVE_TIMEOUT = 3.0
 
 #: WebSocket settings: large replies allowed, dead routers noticed within ~15 s.
 WEBSOCKET_OPTIONS = {
@@ -84,10 +93,14 @@ class Connection:
         self.auth_failure = None
         self._stop_reactor_on_auth_failure = stop_reactor_on_auth_failure
         self.log = txaio.make_logger()
+        self._session = None
+        self._stopping = None
+        self._shutdown_trigger = None
         config_extra = {"settings": self.settings, **(extra or {})}
 
         def session_factory():
-            return make(ComponentConfig(self.settings.realm, config_extra, runner=self))
+            self._session = make(ComponentConfig(self.settings.realm, config_extra, runner=self))
+            return self._session
 
         factory = WampWebSocketClientFactory(
             session_factory,
@@ -99,8 +112,9 @@ class Connection:
         endpoint = SSL4ClientEndpoint(
             reactor, self.settings.crossbar_host, self.settings.tls_port, client_tls(self.settings)
         )
+        self._reporting = _Reporting(endpoint, self.settings.router_url, self.log, self.settings)
         self.service = ClientService(
-            _Reporting(endpoint, self.settings.router_url, self.log, self.settings),
+            self._reporting,
             factory,
             retryPolicy=backoffPolicy(initialDelay=RETRY_INITIAL_DELAY, maxDelay=RETRY_MAX_DELAY, factor=1.6),
             clock=reactor,
@@ -110,11 +124,52 @@ class Connection:
         warning = self.settings.secret_warning()
         if warning:
             self.log.warn(warning)
+        self._stopping = None
+        self._reporting.quiet = False
         self.service.startService()
+        # Before the reactor closes every connection, which would otherwise
+        # read as the router going away.
+        self._shutdown_trigger = self.reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
         return self
 
     def stop(self):
-        return self.service.stopService()
+        """Leave the realm, then stop reconnecting and close the connection;
+        fires when it is closed. Safe to call more than once."""
+        if self._shutdown_trigger is not None:
+            self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        if self._stopping is None:
+            self._reporting.quiet = True
+            self._stopping = self._leave()
+            self._stopping.addBoth(lambda _: self.service.stopService())
+        return self._stopping
+
+    def _on_shutdown(self):
+        self._shutdown_trigger = None  # firing now: removing it would warn
+        return self.stop()
+
+    def _leave(self):
+        """Fires once the router has answered a GOODBYE (or did not within
+        LEAVE_TIMEOUT), at once when no session is joined. The service is
+        stopped in the same call that reads the answer, so the connection
+        is still open then: the router closes it only after this side's
+        WebSocket close, which is sent in that call too."""
+        session = self._session
+        if session is None or not session.is_attached():
+            return defer.succeed(None)
+        left = defer.Deferred()
+
+        def on_leave(*_):
+            if not left.called:
+                left.callback(None)
+
+        session.on("leave", on_leave)
+        try:
+            session.leave()
+        except Exception:  # noqa: BLE001 - a transport closing under us: nothing left to leave
+            on_leave()
+        left.addTimeout(LEAVE_TIMEOUT, self.reactor)
+        return left
 
     def on_auth_failure(self, reason):
         """Stop for good: retrying a refused login only fills the logs."""
@@ -136,6 +191,9 @@ class _Reporting:
         self._endpoint, self._url, self._log = endpoint, url, log
         self._settings = settings
         self._last = None
+        #: Set while the connection is being stopped: an attempt cancelled
+        #: or a connection closed then is no news about the router.
+        self.quiet = False
 
     def __repr__(self):
         return self._url
@@ -184,6 +242,8 @@ class _Reporting:
         return failure
 
     def _report(self, reason):
+        if self.quiet:
+            return
         if reason != self._last:
             self._log.warn("cannot reach the router at {url}: {reason}; retrying", url=self._url, reason=reason)
             self._last = reason

@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import stat
+import sys
 
 import pytest
 from cryptography import x509
@@ -195,6 +196,42 @@ def test_plan_starts_router_first_and_the_scanner_with_the_g3_reader(monkeypatch
     assert [name for name, _ in children] == ["crossbar", "http", "g3-file-scanner", "g3-reader", "weather"]
     assert children[0][1] == ["/bin/sisock-crossbar", "--cbdir", "/state/crossbar"]
     assert children[-1][1] == ["/bin/sisock-weather-server", "--replay"]
+
+
+def test_router_console_reaches_sisock_crossbar(monkeypatch):
+    monkeypatch.setattr(stack, "find_script", lambda s: "/bin/" + s)
+    args = cli.build_parser().parse_args(["up", "--router-console", "all"])
+    children = stack.plan([], "/state/crossbar", args.router_console)
+    assert children[0][1] == ["/bin/sisock-crossbar", "--cbdir", "/state/crossbar", "--console", "all"]
+    assert cli.build_parser().parse_args(["up"]).router_console == "warnings"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["up", "--router-console", "loud"])
+
+
+def test_children_run_through_the_launcher_which_execs_them(tmp_path):
+    """The launcher gives the child a session of its own and execs the
+    command itself, so the process ProcessMonitor watches is the child."""
+    import subprocess
+
+    out = tmp_path / "out"
+    script = ("import os, sys; open(sys.argv[1], 'w').write("
+              "f'{os.getpid()} {os.getsid(0)} {os.getpgrp()} {os.getppid()}')")
+    argv = stack.launched([sys.executable, "-c", script, str(out)])
+    child = subprocess.Popen(argv)
+    assert child.wait(30) == 0
+    pid, sid, pgrp, ppid = map(int, out.read_text().split())
+    assert pid == sid == pgrp == child.pid and ppid == os.getpid()
+
+
+def test_launcher_refuses_to_start_an_orphan(tmp_path):
+    """Started for a ``sisock up`` that is already gone: nothing runs."""
+    import subprocess
+
+    out = tmp_path / "out"
+    argv = stack.launched([sys.executable, "-c", "open(__import__('sys').argv[1], 'w')", str(out)])
+    argv[argv.index(str(os.getpid()))] = "1"  # not our parent
+    assert subprocess.run(argv, timeout=30).returncode == 1
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(("env", "refused"), [

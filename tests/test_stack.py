@@ -1,5 +1,8 @@
 """`sisock up`: one command brings up router (with the hub inside it), bridge
-and the example-weather server; Ctrl-C takes everything down."""
+and the example-weather server; Ctrl-C takes everything down.
+
+``sisock up`` runs in a session of its own and gets its Ctrl-C as a terminal
+delivers it, to its whole process group."""
 
 import os
 import signal
@@ -34,8 +37,17 @@ def _sisock_up(tmp_path, *args):
     log = open(tmp_path / "up.log", "wb")
     up = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "sisock"), "up", *args,
                            "--state-dir", str(tmp_path / "state")],
-                          env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+                          env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return up, f"http://127.0.0.1:{ports['PORT']}", ports, log
+
+
+def _ctrl_c(up):
+    """What a terminal does on Ctrl-C: SIGINT to the foreground process group."""
+    os.killpg(up.pid, signal.SIGINT)
+
+
+#: What a client logs when it tries to reach a router that is gone.
+RETRY_WORDS = ("cannot reach the router", "Scheduling retry", "retrying", "transport_lost")
 
 
 def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
@@ -69,19 +81,33 @@ def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
         family = _descendants(up.pid)
         assert len(family) >= 4, family  # crossbar controller + router worker, bridge, weather
     finally:
-        up.send_signal(signal.SIGINT)
+        _ctrl_c(up)
         code = up.wait(60)
         log.close()
-    assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
+    output = (tmp_path / "up.log").read_text()
+    assert code == 0, output[-3000:]
     wait_for(lambda: not any(_alive(p) for p in family), 10, "no child left behind")
+    # The banner comes before anything of crossbar's start-up, whose log is in a file.
+    before, banner = output.split("sisock is up", 1)
+    assert "[Controller" not in before and "add_role" not in before, before[:3000]
+    router_log = tmp_path / "state" / "crossbar" / "router.log"
+    assert f"router log          {router_log}" in banner
+    assert "add_role" in router_log.read_text()
+    # Clients stopped before the router: none of them missed it on the way down.
+    stopping = output[output.index("stopping (Ctrl-C again to kill)"):]
+    assert not [w for w in RETRY_WORDS if w in stopping], stopping
     for port in ports.values():
         wait_for(lambda p=port: _port_free(p), 10, f"port {port} to be released")
 
 
 def _port_free(port) -> bool:
+    """Nobody listens on ``port``: a new router or bridge could bind it.
+    Connections that ended in TIME_WAIT (clients that left cleanly, so the
+    router closed them) do not count, as they do not for those servers."""
     import socket
 
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -115,7 +141,26 @@ def test_sisock_up_ocs_and_archive_demos(tmp_path):
             body["range"]["from"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 86400))
             assert len(points()) > 100
     finally:
-        up.send_signal(signal.SIGINT)
+        _ctrl_c(up)
         code = up.wait(60)
         log.close()
     assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
+
+
+def test_sisock_up_killed_outright_leaves_nothing_running(tmp_path):
+    """SIGKILL gives ``sisock up`` no chance to stop its children: each
+    of them, and crossbar under the router's, stops because its parent died."""
+    up, http, ports, log = _sisock_up(tmp_path, "--servers", "none")
+    try:
+        wait_for(lambda: "sisock is up" in (tmp_path / "up.log").read_text(), 90, "the banner")
+        wait_for(lambda: requests.get(http + "/", headers={"Accept": "application/json"}, timeout=2).ok, 60,
+                 "the bridge to join the router")
+        family = _descendants(up.pid)
+        assert len(family) >= 4, family  # sisock-crossbar, crossbar controller and worker, bridge
+        up.kill()
+        up.wait(10)
+    finally:
+        log.close()
+    wait_for(lambda: not any(_alive(p) for p in family), 60, "every child to stop after sisock up died")
+    for port in ports.values():
+        wait_for(lambda p=port: _port_free(p), 10, f"port {port} to be released")
