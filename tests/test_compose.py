@@ -594,7 +594,9 @@ def published(service) -> list[tuple[str, str, str]]:
         if isinstance(entry, dict):
             out.append((entry.get("host_ip", ""), str(entry.get("published", "")), str(entry["target"])))
             continue
-        parts = str(entry).split("/")[0].rsplit(":", 2)
+        # A substituted port (``${X:-8001}``) holds colons of its own.
+        text = re.sub(r"\$\{[^}]*\}", "${}", str(entry))
+        parts = text.split("/")[0].rsplit(":", 2)
         if len(parts) == 3:
             out.append((parts[0], parts[1], parts[2]))
         else:
