@@ -25,7 +25,7 @@ copied, so only ``--cbdir`` needs to be writable.
 from __future__ import annotations
 
 import argparse
-import ctypes
+import functools
 import os
 import selectors
 import shutil
@@ -37,6 +37,7 @@ import time
 from sisock.config import ConfigError, Settings
 
 from . import router_config
+from .parent_death import signal_on_parent_death
 from .tls import CERT_NAME, KEY_NAME, check_pair, make_certificate, pair_paths
 
 #: crossbar's log, in ``--cbdir``.
@@ -54,9 +55,6 @@ CONSOLE_CHOICES = ("warnings", "all")
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: crossbar has no ``critical``; ``error`` is the closest it offers.
 CROSSBAR_LEVELS = {"critical": "error"}
-
-_PR_SET_PDEATHSIG = 1
-
 
 def crossbar_executable() -> str:
     beside = os.path.join(os.path.dirname(sys.executable), "crossbar")
@@ -194,21 +192,10 @@ class _Console:
 
 
 def _die_with_parent(parent: int):
-    """For the child, between fork and exec: ask the kernel to send SIGTERM
-    when this process dies, SIGKILL included, so crossbar is never left
-    running without anyone reading its output. Linux only; elsewhere the
-    child is only given its session."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec():
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # died before the request was made
-            os._exit(1)
-
-    return preexec
+    """For the child, between fork and exec: SIGTERM when this process dies,
+    SIGKILL included, so crossbar is never left running without anyone
+    reading its output."""
+    return functools.partial(signal_on_parent_death, signal.SIGTERM, parent)
 
 
 def exit_status(returncode: int) -> int:

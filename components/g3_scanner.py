@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import sys
 import time
 from collections import deque
@@ -39,6 +40,7 @@ from .g3_index import (
     unavailable,
 )
 from .g3_summary import summarize
+from .parent_death import signal_on_parent_death
 
 log = txaio.make_logger()
 
@@ -290,14 +292,8 @@ class Scanner:
 
 
 def _die_with_parent():
-    """A worker must not outlive a scanner killed with SIGKILL (Linux only)."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    """A worker must not outlive a scanner killed with SIGKILL."""
+    signal_on_parent_death(signal.SIGKILL)
 
 
 def summary_blobs(hk) -> list:
