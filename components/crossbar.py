@@ -198,9 +198,21 @@ def _die_with_parent(parent: int):
     return functools.partial(signal_on_parent_death, signal.SIGTERM, parent)
 
 
-def exit_status(returncode: int) -> int:
+#: Signals that ask the router to stop (SIGHUP is passed on too, but is not
+#: a request to stop).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: What crossbar exits with after every stop it was asked for: it reports
+#: the shutdown its own SIGTERM handler starts as a failure.
+CROSSBAR_STOPPED = 1
+
+
+def exit_status(returncode: int, stop_requested: bool = False) -> int:
     """What a shell reports for a child: its code, or 128 + the signal that
-    killed it (which is also what a container runtime shows)."""
+    killed it (which is also what a container runtime shows). A stop that was
+    asked for and carried out is a success (0), so `docker compose stop`
+    leaves the router "Exited (0)" like every other service."""
+    if stop_requested and returncode == CROSSBAR_STOPPED:
+        return 0
     return 128 - returncode if returncode < 0 else returncode
 
 
@@ -216,8 +228,11 @@ def supervise(command: list[str], env: dict, log: RotatingLog, console_all: bool
     out, err = _Console(sys.stdout), _Console(sys.stderr)
     child = None
     pending: list[int] = []
+    stopping = []
 
     def forward(signum, _frame):
+        if signum in STOP_SIGNALS:
+            stopping.append(signum)
         if child is None:
             pending.append(signum)
             return
@@ -251,7 +266,7 @@ def supervise(command: list[str], env: dict, log: RotatingLog, console_all: bool
                     if console is not None:
                         console.write(data)
         selector.close()
-        return exit_status(child.wait())
+        return exit_status(child.wait(), stop_requested=bool(stopping))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
