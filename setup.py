@@ -49,7 +49,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-2-Clause",
     python_requires=">=3.11",
-    packages=["sisock", "sisock.components", "sisock.components.http", "sisock.servers"],
+    packages=["sisock", "sisock.g3", "sisock.demo", "sisock.components", "sisock.components.http", "sisock.servers"],
     package_dir={
         "sisock": "sisock",
         "sisock.components": "components",

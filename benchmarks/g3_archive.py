@@ -38,10 +38,10 @@ import psutil
 import requests
 import sqlalchemy as sa
 
-from sisock.components.g3_demo import Provider, expected, write_archive
-from sisock.components.g3_index import Index, database_url
 from sisock.components.g3_scanner import Scanner
+from sisock.demo.g3 import Provider, expected, write_archive
 from sisock.downsample import decimate_timeline
+from sisock.g3.index import Index, database_url
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 from procs import free_port, wait_for  # noqa: E402

@@ -25,7 +25,7 @@ import time
 
 from autobahn.wamp.types import ComponentConfig
 
-from sisock.servers import archive_demo
+from sisock.demo import archives as archive_demo
 from sisock.servers.apex_weather import ApexWeatherServer
 from sisock.servers.radiometer import RadiometerServer
 from sisock.servers.text_archive import TextArchive

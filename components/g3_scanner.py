@@ -26,9 +26,8 @@ from dataclasses import dataclass
 import txaio
 
 from sisock.config import data_directory, log_level, positive_number, whole_number
-
-from .g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
-from .g3_index import (
+from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
+from sisock.g3.index import (
     OK,
     Index,
     StillUnavailable,
@@ -39,9 +38,13 @@ from .g3_index import (
     open_index,
     unavailable,
 )
-from .g3_summary import summarize
+from sisock.g3.summary import summarize
+
 from .parent_death import signal_on_parent_death
 
+# Chosen here, not left to whatever was imported first: nothing above picks
+# a framework, and the module's logger cannot be made without one.
+txaio.use_twisted()
 log = txaio.make_logger()
 
 
@@ -320,7 +323,6 @@ def main(argv=None):
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
     parser.add_argument("--state-dir", help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)")
     args = parser.parse_args(argv)
-    txaio.use_twisted()
     try:
         level = log_level()
         data_dir = data_directory(what="the folder of .g3 files")

@@ -495,7 +495,7 @@ def run(args) -> int:
 def archives_demo_children(state_dir: str) -> list[tuple]:
     """The APEX weather and UCSC radiometer servers on example archives
     written afresh (ending now) into the state folder."""
-    from sisock.servers.archive_demo import write_demo
+    from sisock.demo.archives import write_demo
 
     folder = os.path.join(state_dir, "archives-demo")
     print(f"sisock up: example APEX weather and UCSC radiometer archives in {folder}", flush=True)
@@ -536,7 +536,7 @@ def g3_demo_environment(state_dir: str) -> dict[str, str]:
     """Without a DATA_DIRECTORY of their own, scanner and g3-reader serve a
     demo archive (written once, ending now) indexed in SQLite, so the g3 path
     can be seen without MariaDB or real data."""
-    from .g3_demo import demo_archive
+    from sisock.demo.g3 import demo_archive
 
     folder = os.path.join(state_dir, "g3-demo")
     print(f"sisock up: demo g3 archive in {folder} (written on first run)", flush=True)

@@ -34,18 +34,10 @@ from twisted.internet.defer import inlineCallbacks
 from sisock import config, connect, contract
 from sisock.base import DataNodeServer, uri
 from sisock.cache import ByteLRU, Coalescer
-from sisock.components.g3_files import TICKS_PER_SECOND, UnreadableFile, read_hk
-from sisock.components.g3_index import (
-    Index,
-    Location,
-    database_url,
-    describe_url,
-    error_reason,
-    open_index,
-    unavailable,
-)
-from sisock.components.g3_summary import Summary, choose_level
 from sisock.downsample import grid_width, merge_on_grid
+from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
+from sisock.g3.index import Index, database_url, describe_url, error_reason, locate, open_index, unavailable
+from sisock.g3.summary import Summary, choose_level
 
 DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
@@ -115,29 +107,21 @@ class Archive:
         return out
 
     def locate(self, names, start: float, end: float):
-        """Like :meth:`Index.locate`, from per-name file tables cached until
-        the index changes (one primary-key read per request, not a join)."""
+        """:func:`sisock.g3.index.locate` on per-name file tables cached
+        until the index changes (one primary-key read per request, not a join)."""
         generation = self.index.generation()
-        tables, missing = {}, []
+        tables, missing = [], []
         for name in set(names):
             table = self.cache.get(("files", generation, name))
             if table is None:
                 missing.append(name)
             else:
-                tables[name] = table
+                tables.append(table)
         if missing:
-            for name, rows in self.index.name_tables(missing).items():
-                tables[name] = _NameTable(rows)
-                self.cache.put(("files", generation, name), tables[name])
-        t0, t1 = _us(start), _us(end) + 1
-        locations, newest = [], {}
-        for name, table in tables.items():
-            found, last = table.overlapping(name, t0, t1)
-            locations.extend(found)
-            if last is not None:
-                newest[name] = last
-        locations.sort(key=lambda loc: (loc.start, loc.path))
-        return locations, newest
+            for name, table in self.index.name_tables(missing).items():
+                tables.append(table)
+                self.cache.put(("files", generation, name), table)
+        return locate(tables, _us(start), _us(end) + 1)
 
     def series(self, names, start: float, end: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{full name: (t, values)}``: every sample within ``[start, end]``, sorted by time."""
@@ -213,31 +197,6 @@ class Archive:
             columns = [np.concatenate([p[i] for p in pieces]) for i in range(5)]
             out[name] = merge_on_grid(*columns, width)
         return out
-
-
-class _NameTable:
-    """A name's files as arrays, for vectorised range lookups."""
-
-    __slots__ = ("start", "end", "feed", "rows", "nbytes")
-
-    def __init__(self, rows):
-        self.rows = rows
-        self.start = np.array([r[0] for r in rows], dtype=np.int64)
-        self.end = np.array([r[1] for r in rows], dtype=np.int64)
-        self.feed = np.array([r[2] for r in rows], dtype=np.int64)
-        self.nbytes = 200 * len(rows) + 64
-
-    def overlapping(self, name, t0: int, t1: int):
-        """Locations overlapping ``[t0, t1]`` µs plus the newest file's feed
-        id (the newest starting by ``t1``, which may have grown since)."""
-        started = int(np.searchsorted(self.start, t1, side="right"))
-        if started == 0:
-            return [], None
-        hits = np.flatnonzero(self.end[:started] >= t0)
-        newest = started - 1
-        if len(hits) == 0 or hits[-1] != newest:
-            hits = np.r_[hits, newest]
-        return [Location(*self.rows[i][3:], name, *self.rows[i][:3]) for i in hits], int(self.feed[newest])
 
 
 def _summary_part(blocks: dict, field: str, start: float, end: float):

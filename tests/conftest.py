@@ -137,7 +137,7 @@ def mariadb_server():
     the MariaDB path is a supported deployment and must stay tested."""
     import sqlalchemy as sa
 
-    from sisock.components.g3_index import database_url
+    from sisock.g3.index import database_url
 
     url = database_url({**MARIADB, "SQL_DB": "mysql"})
     engine = sa.create_engine(url)

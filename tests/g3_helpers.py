@@ -1,4 +1,6 @@
-"""Shared pieces of the g3 tests: archives, scans and index snapshots."""
+"""Shared pieces of the g3 tests: archives, scans, index snapshots, and
+the damage done to files on purpose (only tests break files, so that lives
+here rather than beside the demo writer in the package)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import numpy as np
 import psutil
 
 from sisock.cache import ByteLRU
-from sisock.components.g3_demo import Provider, expected, write_archive
-from sisock.components.g3_index import OK, Index, database_url
 from sisock.components.g3_scanner import Scanner
+from sisock.demo.g3 import Provider, expected, write_archive
+from sisock.g3.index import OK, Index, database_url
 from sisock.servers.g3_reader import Archive
 
 START = 1_700_000_000.0
@@ -48,7 +50,7 @@ def snapshot(index: Index) -> dict:
     """``{path: {(provider, field): (start, end)}}`` of the fully indexed files."""
     import sqlalchemy as sa
 
-    from sisock.components import g3_index as g
+    from sisock.g3 import index as g
 
     query = (
         sa.select(g.files.c.path, g.feeds.c.description, g.fields.c.field, g.fields.c.start, g.fields.c.end)
@@ -69,7 +71,7 @@ def meta_rows(index: Index) -> list[tuple[str, str]]:
     """Every ``(name, value)`` row of ``sisock_meta``, sorted."""
     import sqlalchemy as sa
 
-    from sisock.components import g3_index as g
+    from sisock.g3 import index as g
 
     with index.engine.connect() as conn:
         return sorted(conn.execute(sa.select(g.meta.c.name, g.meta.c.value)).all())
@@ -80,7 +82,7 @@ def assert_index_complete(env, reference, counts):
     file once with the ranges of ``reference``, the row ``counts`` of
     :meth:`Index.counts`, one schema version row (the current one) and one
     generation row."""
-    from sisock.components.g3_index import SCHEMA_VERSION
+    from sisock.g3.index import SCHEMA_VERSION
 
     index = open_index(env)
     try:
@@ -120,6 +122,23 @@ def assert_series_equal(got, want):
     wt, wv = want
     assert np.array_equal(t, wt), (len(t), len(wt))
     assert np.array_equal(v, wv)
+
+
+def truncate_file(path: str, fraction: float = 0.5) -> int:
+    """Cut a file to ``fraction`` of its size (almost surely mid-frame), as a
+    crash or a copy in progress leaves it.  Returns the new size."""
+    size = int(os.path.getsize(path) * fraction)
+    os.truncate(path, size)
+    return size
+
+
+def garbage_file(path: str, nbytes: int = 4096, seed: int = 0) -> str:
+    """Random bytes under a ``.g3`` name: what the scanner must survive when
+    something else drops a file into the archive."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(np.random.default_rng(seed).bytes(nbytes))
+    return path
 
 
 def kill_scanner(proc) -> None:

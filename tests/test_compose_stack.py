@@ -43,7 +43,7 @@ import yaml
 
 from sisock.components.ocs_site import AgentSpec
 from sisock.config import Settings
-from sisock.servers.archive_demo import write_apex, write_ucsc
+from sisock.demo.archives import write_apex, write_ucsc
 
 from g3_helpers import START, make_archive
 from ocs_fixtures import FAKE_FEED, OcsSite

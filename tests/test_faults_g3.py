@@ -20,8 +20,8 @@ import requests
 import sqlalchemy as sa
 from autobahn.wamp.exception import ApplicationError
 
-from sisock.components.g3_demo import Provider, garbage_file, truncate_file
-from sisock.components.g3_index import database_url
+from sisock.demo.g3 import Provider
+from sisock.g3.index import database_url
 from sisock.servers.g3_reader import INDEX_UNAVAILABLE
 
 from conftest import Stack
@@ -29,11 +29,13 @@ from g3_helpers import (
     PROVIDERS,
     START,
     expected_file_ranges,
+    garbage_file,
     kill_scanner,
     make_archive,
     open_index,
     scan,
     snapshot,
+    truncate_file,
     window,
 )
 from mariadb_private import PrivateMariaDB

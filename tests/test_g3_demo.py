@@ -14,8 +14,10 @@ import pytest
 so3g = pytest.importorskip("so3g")
 from spt3g import core  # noqa: E402
 
-from sisock.components import g3_demo  # noqa: E402
-from sisock.components.g3_demo import Provider  # noqa: E402
+from sisock.demo import g3 as g3_demo  # noqa: E402
+from sisock.demo.g3 import Provider  # noqa: E402
+
+from g3_helpers import garbage_file, truncate_file  # noqa: E402
 
 START = 1_700_000_000
 END = START + 1500
@@ -150,7 +152,7 @@ def test_deterministic(tmp_path):
 
 def test_truncated_file_keeps_complete_frames(tmp_path):
     path = g3_demo.write_file(str(tmp_path / "cut.g3"), PROVIDERS[:1], START, START + 600, frame_seconds=100)
-    g3_demo.truncate_file(path, 0.5)
+    truncate_file(path, 0.5)
     scanner = so3g.hk.HKArchiveScanner()
     with pytest.raises(RuntimeError, match="Failed to read"):
         scanner.process_file(path)
@@ -161,7 +163,7 @@ def test_truncated_file_keeps_complete_frames(tmp_path):
 
 
 def test_garbage_file_raises(tmp_path):
-    path = g3_demo.garbage_file(str(tmp_path / "17000" / "1700000000.g3"), 4096)
+    path = garbage_file(str(tmp_path / "17000" / "1700000000.g3"), 4096)
     assert os.path.getsize(path) == 4096
     with pytest.raises((RuntimeError, MemoryError)):
         so3g.hk.HKArchiveScanner().process_file(path)

@@ -12,9 +12,9 @@ import so3g
 
 from sisock import contract
 from sisock.cache import ByteLRU
-from sisock.components.g3_demo import Provider, append_frames, expected, garbage_file, truncate_file, write_file
-from sisock.components.g3_index import ERROR, PARTIAL
-from sisock.servers.g3_reader import G3Reader
+from sisock.demo.g3 import Provider, append_frames, expected, write_file
+from sisock.g3.index import ERROR, PARTIAL
+from sisock.servers.g3_reader import Archive, G3Reader
 
 from g3_helpers import (
     PROVIDERS,
@@ -22,11 +22,13 @@ from g3_helpers import (
     archive,
     assert_series_equal,
     expected_file_ranges,
+    garbage_file,
     kill_scanner,
     make_archive,
     open_index,
     scan,
     snapshot,
+    truncate_file,
     window,
 )
 
@@ -44,12 +46,13 @@ def test_index_contents(index_env, tmp_path):
     counts = index.counts()
     assert counts["files"] == len(paths) and counts["description"] == len(truth)
     assert counts["feeds"] == len(paths) * len(PROVIDERS)
-    # Only the files overlapping a range are located.
-    hour2, _ = index.locate(sorted(truth), int((START + 3700) * 1e6), int((START + 3800) * 1e6))
+    # Only the files overlapping a range are located (by the reader's own lookup).
+    reader = Archive(index, str(data), ByteLRU(1 << 20))
+    hour2, _ = reader.locate(sorted(truth), START + 3700, START + 3800)
     hour2 = [loc.path for loc in hour2]
     assert set(hour2) == {"17000/1700003600.g3"}
     # Past the end of the index, each name's newest file (it may have grown since) is still read.
-    late, newest = index.locate(sorted(truth), int((START + 5 * 3600) * 1e6), int((START + 6 * 3600) * 1e6))
+    late, newest = reader.locate(sorted(truth), START + 5 * 3600, START + 6 * 3600)
     late = [loc.path for loc in late]
     assert set(newest) == set(truth)
     assert set(late) == {"17000/1700010800.g3"}

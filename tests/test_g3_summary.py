@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from sisock.components import g3_index
-from sisock.components.g3_demo import append_frames, expected, write_file
-from sisock.components.g3_summary import LEVELS, STATS, Summary, choose_level, summarize
+from sisock.demo.g3 import append_frames, expected, write_file
 from sisock.downsample import grid_width
+from sisock.g3 import index as g3_index
+from sisock.g3.summary import LEVELS, STATS, Summary, choose_level, summarize
 from sisock.servers.g3_reader import G3Reader
 
 from g3_helpers import PROVIDERS, START, archive, make_archive, open_index, scan, window

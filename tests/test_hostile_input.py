@@ -613,7 +613,7 @@ SENTINEL_VALUE = 123456.0
 def archive_servers(stack, client, tmp_path_factory):
     """apex-weather and ucsc-radiometer on a small archive, with sentinel
     files that would parse placed just outside it."""
-    from sisock.servers import archive_demo as demo
+    from sisock.demo import archives as demo
 
     from conftest import node_names
     from procs import Proc

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from sisock.components import g3_index
-from sisock.components.g3_index import Index, StillUnavailable, database_url, error_reason, open_index
+from sisock.g3 import index as g3_index
+from sisock.g3.index import Index, StillUnavailable, database_url, error_reason, open_index
 
 from conftest import MARIADB, node_names
 from g3_helpers import assert_index_complete, expected_file_ranges, make_archive, scan, window

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from sisock.servers import archive_demo as demo
+from sisock.demo import archives as demo
 
 from conftest import node_names
 from procs import Proc, wait_for

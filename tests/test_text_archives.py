@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from autobahn.wamp.types import ComponentConfig
 
+from sisock.demo import archives as demo
 from sisock.downsample import bucket_count
-from sisock.servers import archive_demo as demo
 from sisock.servers import text_archive
 from sisock.servers.apex_weather import FIELDS as APEX_FIELDS
 from sisock.servers.apex_weather import ApexWeatherServer

@@ -36,7 +36,8 @@ from fractions import Fraction
 
 import numpy as np
 
-TICKS_PER_SECOND = 100_000_000  # core.G3Units.s; checked against spt3g on first write
+from sisock.g3.files import TICKS_PER_SECOND  # checked against spt3g's core.G3Units.s on first write
+
 DEMO_MARKER = ".g3_demo.json"
 DEMO_SPIKE = 50.0  # visible in a plot without flattening the rest of the curve
 
@@ -415,23 +416,6 @@ def append_frames(path: str, providers: Sequence[Provider], start: float, end: f
     return path
 
 
-def truncate_file(path: str, fraction: float = 0.5) -> int:
-    """Cut a file to ``fraction`` of its size (almost surely mid-frame), as a
-    crash or a copy in progress leaves it.  Returns the new size."""
-    size = int(os.path.getsize(path) * fraction)
-    os.truncate(path, size)
-    return size
-
-
-def garbage_file(path: str, nbytes: int = 4096, seed: int = 0) -> str:
-    """Random bytes under a ``.g3`` name: what the scanner must survive when
-    something else drops a file into the archive."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(np.random.default_rng(seed).bytes(nbytes))
-    return path
-
-
 # ---------------------------------------------------------------- demo archive
 
 
@@ -491,7 +475,7 @@ def archive_files(directory: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sisock.components.g3_demo",
+    parser = argparse.ArgumentParser(prog="python -m sisock.demo.g3",
                                      description="Write (or top up) a demo so3g housekeeping archive.")
     parser.add_argument("directory")
     parser.add_argument("--days", type=float, default=3.0, help="days of data (default 3)")

@@ -11,24 +11,23 @@ millisecond; the writer checks that before returning.
 Optional defects (NaN rows, blank lines, malformed lines) are injected at
 fixed positions, so tests can count what the reader must skip.
 
-    python -m sisock.servers.archive_demo DIR [--days N]
+    python -m sisock.demo.archives DIR [--days N]
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sisock.servers.apex_weather import FIELDS as APEX_FIELDS
-from sisock.servers.radiometer import year_start
-from sisock.servers.text_archive import to_unix
-
 DAY = 86400
-#: (mean, amplitude of the daily cycle, noise, decimals) of each APEX field.
+#: (mean, amplitude of the daily cycle, noise, decimals) of each APEX field,
+#: in the order the files are written; the fields are those the
+#: apex-weather server knows (the tests check both lists agree).
 APEX_SHAPES = {
     "humidity": (30.0, 15.0, 2.0, 2),
     "pressure": (555.0, 1.5, 0.2, 2),
@@ -117,7 +116,7 @@ def write_apex(directory, start: float, end: float, cadence: int = 60, file_days
     sample times; samples every ``cadence`` s in ``[start, end)``."""
     out = Written()
     span = int(file_days * DAY)
-    for name in fields or APEX_FIELDS:
+    for name in fields or APEX_SHAPES:
         mean, amplitude, noise, decimals = APEX_SHAPES[name]
         t_all = _times(start, end, cadence)
         chunk = t_all // span
@@ -130,6 +129,12 @@ def write_apex(directory, start: float, end: float, cadence: int = 60, file_days
             out.files[path] = _write(path, b"", [str(x) for x in t], ys, nan, defects)
             out.add(name, t[~nan].astype(np.float64), np.array(ys, dtype=np.float64)[~nan])
     return out
+
+
+def _read_back_doy(doy: np.ndarray, origin: float) -> np.ndarray:
+    """UNIX times as a reader gets them from days of year: rounded to the
+    millisecond, the most the format carries (8 decimals of a day is 0.86 ms)."""
+    return origin + np.round(doy * (DAY * 1000.0)) / 1000.0
 
 
 def ucsc_name(year: int, doy: int) -> str:
@@ -149,9 +154,9 @@ def write_ucsc(directory, start: float, end: float, cadence: int = 60, seed: int
     for d in np.unique(days):
         t = t_all[days == d]
         year, _, _, _, _, _, _, yday, _ = time.gmtime(int(d) * DAY)
-        origin = year_start(year) - DAY
+        origin = calendar.timegm((year, 1, 1, 0, 0, 0)) - DAY  # day 1.0 is the year's first instant
         doy = [f"{x:.{DOY_DECIMALS}f}" for x in (t - origin) / DAY]
-        parsed = to_unix(np.array(doy, dtype=np.float64), origin, DAY)
+        parsed = _read_back_doy(np.array(doy, dtype=np.float64), origin)
         if not np.array_equal(parsed, t):
             raise AssertionError(f"{DOY_DECIMALS} decimals of a day do not round-trip to the second")
         v = np.abs(_values(t, 1.0, 0.5, 0.2, UCSC_DECIMALS, seed))
@@ -171,7 +176,7 @@ def write_demo(directory, days: float = 7, end: float | None = None, cadence: in
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sisock.servers.archive_demo",
+    parser = argparse.ArgumentParser(prog="python -m sisock.demo.archives",
                                      description="Write example APEX weather and UCSC radiometer archives.")
     parser.add_argument("directory", help="DATA_DIRECTORY to write (targets/ and PWV/ inside)")
     parser.add_argument("--days", type=float, default=7, help="days of data, ending now (default 7)")

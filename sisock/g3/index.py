@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
@@ -181,6 +182,16 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+#: Most values bound in one ``IN (...)``: SQLite before 3.32 takes at most
+#: 999 parameters in a statement.
+_CHUNK = 500
+
+
+def _chunks(values: list):
+    for i in range(0, len(values), _CHUNK):
+        yield values[i:i + _CHUNK]
 
 
 @dataclass(frozen=True)
@@ -409,8 +420,8 @@ class Index:
         if not paths:
             return
         with self.engine.begin() as conn:
-            for i in range(0, len(paths), 500):
-                self._forget(conn, paths[i:i + 500])
+            for chunk in _chunks(paths):
+                self._forget(conn, chunk)
             self._prune_names(conn)
             self._bump(conn)
 
@@ -429,8 +440,7 @@ class Index:
     def _description_ids(self, conn, names) -> dict[str, int]:
         names = sorted(names)
         known = {}
-        for i in range(0, len(names), 500):
-            chunk = names[i:i + 500]
+        for chunk in _chunks(names):
             known.update(conn.execute(
                 sa.select(description.c.description, description.c.id).where(description.c.description.in_(chunk))
             ).all())
@@ -454,56 +464,15 @@ class Index:
         with self.engine.connect() as conn:
             return sorted(row[0] for row in conn.execute(query))
 
-    def _locate_query(self):
-        return (
-            sa.select(files.c.path, feeds.c.description, fields.c.field, description.c.description,
-                      fields.c.start, fields.c.end, feeds.c.id)
-            .select_from(fields)
-            .join(description, fields.c.description_id == description.c.id)
-            .join(feeds, fields.c.feed_id == feeds.c.id)
-            .join(files, feeds.c.file_id == files.c.id)
-        )
-
-    def locate(self, names: Iterable[str], start_us: int, end_us: int) -> tuple[list[Location], dict]:
-        """The files holding ``names`` in ``[start, end]``, plus each name's
-        newest file, which may have grown past what the index last saw.
-
-        Returns the locations in time order and ``{name: newest feed id}``.
-        """
-        names = sorted(set(names))
-        if not names:
-            return [], {}
-        base = self._locate_query()
-        with self.engine.connect() as conn:
-            found = set(conn.execute(base.where(
-                description.c.description.in_(names), fields.c.end >= start_us, fields.c.start <= end_us,
-            )).all())
-            newest_start = (
-                sa.select(fields.c.description_id, sa.func.max(fields.c.start).label("start"))
-                .join(description, fields.c.description_id == description.c.id)
-                .where(description.c.description.in_(names), fields.c.start <= end_us)
-                .group_by(fields.c.description_id)
-                .subquery()
-            )
-            newest = conn.execute(base.join(
-                newest_start,
-                sa.and_(fields.c.description_id == newest_start.c.description_id,
-                        fields.c.start == newest_start.c.start),
-            )).all()
-        found.update(newest)
-        newest_feed = {row[3]: row[6] for row in newest}
-        locations = sorted((Location(*row) for row in found), key=lambda loc: (loc.start, loc.path))
-        return locations, newest_feed
-
     def summaries(self, feed_ids: Iterable[int], level: int) -> dict[tuple[int, str], bytes]:
         """``{(feed id, block): blob}`` at ``level`` for the given feeds."""
         feed_ids = sorted(set(feed_ids))
         out = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(feed_ids), 500):
+            for chunk in _chunks(feed_ids):
                 rows = conn.execute(
                     sa.select(summaries.c.feed_id, summaries.c.block, summaries.c.data)
-                    .where(summaries.c.feed_id.in_(feed_ids[i:i + 500]), summaries.c.level == level)
+                    .where(summaries.c.feed_id.in_(chunk), summaries.c.level == level)
                 )
                 out.update({(feed, block): bytes(data) for feed, block, data in rows})
         return out
@@ -517,11 +486,11 @@ class Index:
     def _bump(self, conn):
         conn.execute(meta.update().where(meta.c.name == "generation").values(value=str(time.time_ns())))
 
-    def name_tables(self, names: Iterable[str]) -> dict[str, list[tuple]]:
-        """Every indexed file of each name: ``(start, end, feed id, path,
-        provider, field)`` rows in time order."""
+    def name_tables(self, names: Iterable[str]) -> dict[str, NameTable]:
+        """Every indexed file of each name, in time order: what
+        :func:`locate` needs, read in one query per chunk of names."""
         names = sorted(set(names))
-        out: dict[str, list[tuple]] = {name: [] for name in names}
+        rows: dict[str, list[tuple]] = {name: [] for name in names}
         query = (
             sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, files.c.path,
                       feeds.c.description, fields.c.field)
@@ -532,10 +501,10 @@ class Index:
             .order_by(fields.c.start)
         )
         with self.engine.connect() as conn:
-            for i in range(0, len(names), 500):
-                for name, *row in conn.execute(query.where(description.c.description.in_(names[i:i + 500]))):
-                    out[name].append(tuple(row))
-        return out
+            for chunk in _chunks(names):
+                for name, *row in conn.execute(query.where(description.c.description.in_(chunk))):
+                    rows[name].append(tuple(row))
+        return {name: NameTable(name, found) for name, found in rows.items()}
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -543,6 +512,49 @@ class Index:
                 table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                 for table in (files, feeds, fields, description, summaries)
             }
+
+
+class NameTable:
+    """One name's files as arrays, for vectorised range lookups; cheap to
+    keep in a cache until the index changes."""
+
+    __slots__ = ("name", "start", "end", "feed", "rows", "nbytes")
+
+    def __init__(self, name: str, rows: list[tuple]):
+        self.name = name
+        self.rows = rows  # (start, end, feed id, path, provider, field), by start
+        self.start = np.array([r[0] for r in rows], dtype=np.int64)
+        self.end = np.array([r[1] for r in rows], dtype=np.int64)
+        self.feed = np.array([r[2] for r in rows], dtype=np.int64)
+        self.nbytes = 200 * len(rows) + 64
+
+    def overlapping(self, t0: int, t1: int) -> tuple[list[Location], int | None]:
+        """Locations overlapping ``[t0, t1]`` µs plus the newest file's feed
+        id (the newest starting by ``t1``, which may have grown since)."""
+        started = int(np.searchsorted(self.start, t1, side="right"))
+        if started == 0:
+            return [], None
+        hits = np.flatnonzero(self.end[:started] >= t0)
+        newest = started - 1
+        if len(hits) == 0 or hits[-1] != newest:
+            hits = np.r_[hits, newest]
+        return [Location(*self.rows[i][3:], self.name, *self.rows[i][:3]) for i in hits], int(self.feed[newest])
+
+
+def locate(tables: Iterable[NameTable], start_us: int, end_us: int) -> tuple[list[Location], dict[str, int]]:
+    """The files holding the tables' names in ``[start, end]`` µs, plus each
+    name's newest file, which may have grown past what the index last saw.
+
+    Returns the locations in time order and ``{name: newest feed id}``.
+    """
+    locations, newest = [], {}
+    for table in tables:
+        found, last = table.overlapping(start_us, end_us)
+        locations.extend(found)
+        if last is not None:
+            newest[table.name] = last
+    locations.sort(key=lambda loc: (loc.start, loc.path))
+    return locations, newest
 
 
 #: Statements that bring an index from version N-1 to N, run once, under the
