@@ -103,16 +103,31 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that subcommand gets its options.
+
+    Options come from the subcommand's module (``up``'s from the stack,
+    which imports Twisted), so ``sisock --help`` and ``sisock tls`` would
+    otherwise pay for every module of every subcommand.
+    """
     parser = argparse.ArgumentParser(prog="sisock", description="Housekeeping data for Grafana over WAMP.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in SUBCOMMANDS.items():
-        command.arguments(sub.add_parser(name, help=command.help, description=command.help))
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        if only is None or name == only:
+            command.arguments(p)
     return parser
 
 
+def _command(argv) -> str:
+    """The subcommand ``argv`` names ("" if none): the top level has no
+    option taking a value, so it is the first word not starting with "-"."""
+    return next((arg for arg in argv if not arg.startswith("-")), "")
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(only=_command(argv)).parse_args(argv)
     module, function = SUBCOMMANDS[args.command].run.split(":")
     return getattr(importlib.import_module(module), function)(args)
 

@@ -9,17 +9,11 @@ so neither a hub restart nor a router restart needs any server restarted.
 
 from __future__ import annotations
 
-import re
-
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
 
-from sisock.base import HUB_STARTED, uri
+from sisock import contract
 from sisock.session import AuthenticatedSession
-
-ADDED = uri("consumer.data_node_added")
-SUBTRACTED = uri("consumer.data_node_subtracted")
-_GET_DATA = re.compile(r"^" + re.escape(uri("consumer.")) + r"(?P<name>[^.]+)\.get_data$")
 
 
 class Registry:
@@ -61,11 +55,11 @@ class Hub(AuthenticatedSession):
     def onJoin(self, details):
         self.registry = Registry()
         yield self.subscribe(self._on_session_leave, "wamp.session.on_leave")
-        yield self.register(self.add, uri("data_node.add"))
-        yield self.register(self.subtract, uri("data_node.subtract"))
-        yield self.register(self.get_data_node, uri("consumer.get_data_node"))
+        yield self.register(self.add, contract.DATA_NODE_ADD)
+        yield self.register(self.subtract, contract.DATA_NODE_SUBTRACT)
+        yield self.register(self.get_data_node, contract.GET_DATA_NODE)
         yield self._recover()
-        yield self.publish(HUB_STARTED)
+        yield self.publish(contract.HUB_STARTED)
         self.log.info("hub ready with {n} data node(s)", n=len(self.registry.public()))
 
     @inlineCallbacks
@@ -74,18 +68,18 @@ class Hub(AuthenticatedSession):
         listing = yield self.call("wamp.registration.list")
         for reg_id in listing.get("exact", []):
             reg = yield self.call("wamp.registration.get", reg_id)
-            match = _GET_DATA.match((reg or {}).get("uri", ""))
-            if not match:
+            name = contract.node_of_get_data((reg or {}).get("uri"))
+            if name is None:
                 continue
             callees = yield self.call("wamp.registration.list_callees", reg_id)
             if callees:
-                self._add(match["name"], None, callees[0])
+                self._add(name, None, callees[0])
 
     def _add(self, name, description, session):
         accepted, is_new = self.registry.add(name, description, session)
         if accepted:
             node = {"name": name, "description": description}
-            self.publish(ADDED, node)
+            self.publish(contract.DATA_NODE_ADDED, node)
             if is_new:
                 self.log.info("data node {name} added (session {s})", name=name, s=session)
         return accepted
@@ -93,8 +87,9 @@ class Hub(AuthenticatedSession):
     @inlineCallbacks
     def add(self, name, description, session_id):
         """``data_node.add``: False when ``name`` is served by another live session."""
-        if not isinstance(name, str) or not name or "." in name:
-            raise ApplicationError("org.simonsobservatory.error.invalid_name", f"invalid data node name {name!r}")
+        problem = contract.node_name_problem(name)
+        if problem is not None:
+            raise ApplicationError(contract.ERROR_INVALID_NAME, f"invalid data node name {name!r}: it {problem}")
         owner = self.registry.owner(name)
         if owner is not None and owner != session_id and not (yield self._alive(owner)):
             self._drop(self.registry.remove(name))
@@ -127,7 +122,7 @@ class Hub(AuthenticatedSession):
     def _drop(self, node):
         if node is not None:
             self.log.info("data node {name} removed", name=node["name"])
-            self.publish(SUBTRACTED, {"name": node["name"], "description": node["description"]})
+            self.publish(contract.DATA_NODE_SUBTRACTED, {"name": node["name"], "description": node["description"]})
 
 
 def main():

@@ -170,8 +170,9 @@ def settings_from_env(env=None, defaults=None) -> dict:
     if missing:
         raise ValueError(f"missing {', '.join(missing)}: set {' and '.join(missing)} in the environment")
     values["BUFFER_TIME"] = config.positive_number("BUFFER_TIME", DEFAULT_BUFFER_TIME, env)
-    if "." in values["NAME"]:
-        raise ValueError(f"NAME must not contain dots (it is part of WAMP URIs): {values['NAME']!r}")
+    problem = contract.node_name_problem(values["NAME"])
+    if problem is not None:
+        raise ValueError(f"NAME {problem}: {values['NAME']!r}")
     return values
 
 

@@ -11,14 +11,13 @@ after a hub or router restart without the server being restarted.
 
 from __future__ import annotations
 
-import time
-
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
 from sisock import contract
-from sisock.config import BASE_URI, REALM, ConfigError, Settings
+from sisock.config import ConfigError, Settings
+from sisock.contract import BASE_URI, HUB_STARTED, REALM, sisock_to_unix_time, uri
 from sisock.session import AuthenticatedSession
 
 try:
@@ -39,20 +38,6 @@ __all__ = [
     "BASE_URI", "REALM", "WAMP_USER", "WAMP_SECRET", "WAMP_URI", "SISOCK_HOST", "SISOCK_PORT",
     "OCS_PORT", "uri", "sisock_to_unix_time", "DataNodeServer",
 ]
-
-
-def uri(s: str) -> str:
-    """The full URI of a procedure or topic: ``BASE_URI + "." + s``."""
-    return f"{BASE_URI}.{s}"
-
-
-def sisock_to_unix_time(t: float) -> float:
-    """A positive ``t`` is a UNIX time; zero or negative means ``-t`` seconds ago."""
-    return t if t > 0 else time.time() + t
-
-
-#: Published by the hub when it (re)starts: servers answer by announcing again.
-HUB_STARTED = uri("hub.started")
 
 
 class DataNodeServer(AuthenticatedSession):
@@ -76,7 +61,7 @@ class DataNodeServer(AuthenticatedSession):
         yield self._register_procedures()
         self._refused = False
         yield self.subscribe(self._on_hub_started, HUB_STARTED)
-        yield self.subscribe(self._on_node_subtracted, uri("consumer.data_node_subtracted"))
+        yield self.subscribe(self._on_node_subtracted, contract.DATA_NODE_SUBTRACTED)
         yield self._announce(details.session)
         result = self.after_onJoin(details)
         if result is not None:
@@ -87,8 +72,8 @@ class DataNodeServer(AuthenticatedSession):
         """Register whichever of the two procedures this session does not
         hold yet. While another server holds the name the router refuses
         them; they are registered again when that server leaves."""
-        for proc, suffix in ((self.get_fields, "get_fields"), (self.get_data, "get_data")):
-            procedure = uri(f"consumer.{self.name}.{suffix}")
+        for proc, procedure in ((self.get_fields, contract.get_fields_procedure(self.name)),
+                                (self.get_data, contract.get_data_procedure(self.name))):
             if procedure in self._registered:
                 continue
             try:
@@ -102,9 +87,9 @@ class DataNodeServer(AuthenticatedSession):
     def _announce(self, session_id):
         yield self._register_procedures()
         try:
-            accepted = yield self.call(uri("data_node.add"), self.name, self.description, session_id)
+            accepted = yield self.call(contract.DATA_NODE_ADD, self.name, self.description, session_id)
         except ApplicationError as exc:
-            if exc.error == "wamp.error.no_such_procedure":
+            if exc.error == contract.NO_SUCH_PROCEDURE:
                 self.log.info("hub not running yet; will announce {n} when it starts", n=self.name)
             else:
                 self.log.error("hub refused to add {n}: {e}", n=self.name, e=exc.error)
@@ -132,22 +117,37 @@ class DataNodeServer(AuthenticatedSession):
 
     def get_fields(self, start, end):
         """``(field, timeline)`` of the fields with data in ``[start, end]``."""
-        return threads.deferToThread(
-            self._get_fields_blocking, sisock_to_unix_time(start), sisock_to_unix_time(end)
-        )
+        return threads.deferToThread(self.answer_get_fields, start, end)
 
     def get_data(self, field, start, end, min_stride=None):
         """Samples of ``field`` in ``[start, end]``, decimated to ``min_stride``."""
+        return threads.deferToThread(self.answer_get_data, field, start, end, min_stride)
+
+    # -- the answers, without Twisted ------------------------------------------
+
+    def answer_get_fields(self, start, end):
+        """The reply a ``get_fields`` call through the router gets,
+        computed in the calling thread without Twisted, so that tests and
+        scripts asking a server directly read relative times as it does."""
+        return self._get_fields_blocking(sisock_to_unix_time(start), sisock_to_unix_time(end))
+
+    def answer_get_data(self, field, start, end, min_stride=None):
+        """The reply a ``get_data`` call through the router gets, computed
+        in the calling thread without Twisted.
+
+        Tests and scripts that ask a server directly go through the same
+        reading of ``field`` and of relative times, the same size limit and
+        the same conversion to lists as a consumer's call, so what they
+        check is what is sent. Servers that override :meth:`get_data`
+        itself answer in the reactor and are not covered.
+        """
         blocking = self._get_data_blocking
         legacy = getattr(self, "get_data_blocking", None)
         if legacy is not None:
             blocking = legacy  # the name used by early versions of the API
-        d = threads.deferToThread(
-            blocking, list(field), sisock_to_unix_time(start), sisock_to_unix_time(end), min_stride
-        )
-        d.addCallback(self._bounded)
-        d.addCallback(contract.to_wire)
-        return d
+        reply = blocking(contract.field_list(field), sisock_to_unix_time(start), sisock_to_unix_time(end),
+                         min_stride)
+        return contract.on_wire(self._bounded(reply))
 
     def _bounded(self, reply):
         """False (the contract's "too much") for a reply the router would refuse."""

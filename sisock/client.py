@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from twisted.internet import threads
 
-from sisock.base import uri
+from sisock import contract
 from sisock.config import Settings
 from sisock.connect import Connection
 from sisock.link import Link, LinkedSession, NotConnected
@@ -98,20 +98,20 @@ class Client:
 
     def data_nodes(self) -> list[dict]:
         """``[{"name", "description"}, ...]`` of the live DataNodeServers."""
-        return self.call(uri("consumer.get_data_node"))
+        return self.call(contract.GET_DATA_NODE)
 
     def fields(self, node: str, start: float = 1, end: float = 0):
         """``(field, timeline)`` as the node's ``get_fields`` returns them."""
-        field, timeline = self.call(uri(f"consumer.{node}.get_fields"), start, end)
+        field, timeline = self.call(contract.get_fields_procedure(node), start, end)
         return field, timeline
 
     def get_data(self, node: str, fields, start: float, end: float, min_stride=None) -> dict:
         """The node's raw ``get_data`` reply (lists, as on the wire)."""
-        return self.call(uri(f"consumer.{node}.get_data"), list(fields), start, end, min_stride)
+        return self.call(contract.get_data_procedure(node), contract.field_list(fields), start, end, min_stride)
 
     def data(self, node: str, fields, start: float, end: float, min_stride=None) -> dict[str, Series]:
         """``{field: Series(t, values)}`` as numpy arrays; fields without data are left out."""
-        fields = list(fields)
+        fields = contract.field_list(fields)
         info, _ = self.fields(node, 1, 0)
         reply = self.get_data(node, fields, start, end, min_stride)
         if reply is False:

@@ -14,8 +14,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-REALM = "test_realm"
-BASE_URI = "org.simonsobservatory"
+# The WAMP contract defines both; the router configuration reads BASE_URI from here.
+from sisock.contract import BASE_URI, REALM  # noqa: F401
 
 #: The development secret the original sisock shipped with. Kept as the
 #: default so that routers and servers of existing deployments keep talking to

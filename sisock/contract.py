@@ -1,18 +1,123 @@
-"""The data contract between DataNodeServers and their consumers.
+"""The WAMP contract between DataNodeServers, the hub and their consumers.
 
-``get_fields`` returns ``(field, timeline)`` and ``get_data`` returns
-``{"data": ..., "timeline": ...}`` (the WAMP contract of the original sisock). The shapes
-are built here and nowhere else, so every server answers alike and the bridge
-and client can rely on them.
+Everything two sisock processes must agree on to talk through the router is
+defined here and nowhere else: the realm, every procedure, topic and error
+URI, the rule a data node's name obeys, what a ``field`` argument means, and
+the shapes ``get_fields`` and ``get_data`` answer with. It is the contract
+of the original sisock, so old and new programs work together.
+
+The module imports only the standard library: the hub, the settings and the
+bridge's request parsing use its names, and none of them should pay for
+numpy (it is imported by the functions that build replies from arrays).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterable, Mapping
 
-import numpy as np
+# -- names ------------------------------------------------------------------
 
-from sisock.downsample import decimate_timeline
+REALM = "test_realm"
+BASE_URI = "org.simonsobservatory"
+
+
+def uri(s: str) -> str:
+    """The full URI of a procedure or topic: ``BASE_URI + "." + s``."""
+    return f"{BASE_URI}.{s}"
+
+
+#: Procedures the hub registers.
+DATA_NODE_ADD = uri("data_node.add")
+DATA_NODE_SUBTRACT = uri("data_node.subtract")
+GET_DATA_NODE = uri("consumer.get_data_node")
+
+#: Topics the hub publishes: a node (``{"name", "description"}``) came or
+#: went, and the hub (re)started, which asks every server to announce itself
+#: again so the registry heals without restarting them.
+DATA_NODE_ADDED = uri("consumer.data_node_added")
+DATA_NODE_SUBTRACTED = uri("consumer.data_node_subtracted")
+HUB_STARTED = uri("hub.started")
+
+#: Errors sisock raises.
+ERROR_INVALID_NAME = uri("error.invalid_name")
+ERROR_INDEX_UNAVAILABLE = uri("error.index_unavailable")
+
+#: The router's answer for a procedure nobody registered: consumers read it
+#: as "that node (or the hub) is not there", never as a failure.
+NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
+
+_CONSUMER = uri("consumer.")
+_GET_FIELDS = ".get_fields"
+_GET_DATA = ".get_data"
+
+
+def get_fields_procedure(node: str) -> str:
+    return f"{_CONSUMER}{node}{_GET_FIELDS}"
+
+
+def get_data_procedure(node: str) -> str:
+    return f"{_CONSUMER}{node}{_GET_DATA}"
+
+
+def node_of_get_data(procedure) -> str | None:
+    """The node whose ``get_data`` ``procedure`` is, or None: the hub
+    rebuilds its registry from the router's registrations with it."""
+    if not isinstance(procedure, str) or not procedure.startswith(_CONSUMER) or not procedure.endswith(_GET_DATA):
+        return None
+    name = procedure[len(_CONSUMER):-len(_GET_DATA)]
+    return name if valid_node_name(name) else None
+
+
+#: A node's name becomes one component of its procedures' URIs, so it holds
+#: no ``.``, ``#``, whitespace or control character; the length bound keeps
+#: a client from making the bridge build absurd URIs.
+_NODE_NAME = re.compile(r"[^\s.#\x00-\x1f\x7f]{1,200}")
+
+
+def node_name_problem(name) -> str | None:
+    """Why ``name`` cannot be a data node's name, or None if it can.
+
+    One rule for everyone: a dotted name would address another node's
+    procedures (``a.b`` makes ``consumer.a.b.get_data``), so the hub refuses
+    it, the bridge never calls it and a server refuses to start with it.
+    """
+    if not isinstance(name, str):
+        return f"must be a string, not {type(name).__name__}"
+    if not name:
+        return "must not be empty"
+    if "." in name:
+        return "must not contain dots (it is part of WAMP URIs)"
+    if _NODE_NAME.fullmatch(name) is None:
+        return "must be at most 200 characters, without '#', whitespace or control characters"
+    return None
+
+
+def valid_node_name(name) -> bool:
+    return node_name_problem(name) is None
+
+
+# -- arguments ----------------------------------------------------------------
+
+
+def field_list(field) -> list:
+    """The field names a ``get_data`` request asks for, as a list.
+
+    A string is one field's name: taken as an iterable it would ask for one
+    field per character, which is never what the caller meant.
+    """
+    if isinstance(field, str):
+        return [field]
+    return list(field)
+
+
+def sisock_to_unix_time(t: float) -> float:
+    """A positive ``t`` is a UNIX time; zero or negative means ``-t`` seconds ago."""
+    return t if t > 0 else time.time() + t
+
+
+# -- replies ------------------------------------------------------------------
 
 FIELD_TYPES = ("number", "string", "bool")
 
@@ -50,10 +155,20 @@ def reply_size(reply) -> int:
             + sum(len(tl.get("t", ())) for tl in reply.get("timeline", {}).values()))
 
 
+class WireReply(dict):
+    """A ``get_data`` reply :func:`to_wire` made: only lists, ready to send.
+
+    Converting copies every array, so a reply built by :func:`data_reply`
+    is marked as converted and the server's answer path sends it as is
+    instead of copying it a second time.
+    """
+
+    __slots__ = ()
+
+
 def _as_list(values):
-    if isinstance(values, np.ndarray):
-        return values.tolist()
-    return list(values)
+    tolist = getattr(values, "tolist", None)  # numpy arrays, without importing numpy
+    return tolist() if tolist is not None else list(values)
 
 
 def to_wire(reply):
@@ -73,13 +188,21 @@ def to_wire(reply):
             "t": _as_list(tl.get("t", [])),
             "finalized_until": None if fin is None else float(fin),
         }
-    return {"data": data, "timeline": timeline}
+    return WireReply(data=data, timeline=timeline)
+
+
+def on_wire(reply):
+    """``reply`` ready to send: converted by :func:`to_wire` unless it
+    already was."""
+    if isinstance(reply, WireReply):
+        return reply
+    return to_wire(reply)
 
 
 def series_reply(requested: Iterable[str], series: Mapping[str, tuple]) -> dict:
     """A ``get_data`` reply where each field is its own timeline (named
     after the field), from ``{name: (t, values)}`` already reduced."""
-    requested = list(requested)
+    requested = field_list(requested)
     reply = {"data": {name: [] for name in requested}, "timeline": {}}
     for name in requested:
         if name in series and len(series[name][0]):
@@ -95,6 +218,8 @@ class Timeline:
     __slots__ = ("name", "t", "fields", "finalized_until")
 
     def __init__(self, name: str, t, fields: Mapping[str, Iterable], finalized_until=None):
+        import numpy as np
+
         self.name = name
         self.t = np.asarray(t, dtype=np.float64)
         self.fields = {k: np.asarray(v) for k, v in fields.items()}
@@ -110,7 +235,11 @@ def data_reply(requested: Iterable[str], timelines: Iterable[Timeline], start: f
     Unknown fields come back as empty lists; a timeline is included only if
     one of the requested fields has data in the range.
     """
-    requested = list(requested)
+    import numpy as np
+
+    from sisock.downsample import decimate_timeline
+
+    requested = field_list(requested)
     reply = {"data": {name: [] for name in requested}, "timeline": {}}
     wanted = set(requested)
     for tl in timelines:

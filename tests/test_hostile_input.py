@@ -684,8 +684,8 @@ def test_archive_field_names_open_nothing_outside(archive_servers):
     for server_type in (ApexWeatherServer, RadiometerServer):
         server = server_type(archive=TextArchive(str(a["data"]), server_type.layout))
         with _opened() as opened:
-            reply = server._get_data_blocking(names, 1, 2**32)
-            server._get_fields_blocking(1, 2**32)
+            reply = server.answer_get_data(names, 1, 2**32)
+            server.answer_get_fields(1, 2**32)
         assert all(len(v) == 0 for v in reply["data"].values()) and reply["timeline"] == {}
         assert _outside(opened, "/nowhere"), "the audit hook saw nothing: the test would prove nothing"
         outside = _outside(opened, data)
@@ -716,12 +716,12 @@ def test_g3_reader_names_are_data_not_sql_or_paths(tmp_path):
                              "observatory.%", f"{real}; DROP TABLE files; --", str(data / "17000"), "../state"]
     with _opened() as opened:
         for stride in (None, 60.0):
-            reply = server._get_data_blocking(names, START, START + 3600, stride)
+            reply = server.answer_get_data(names, START, START + 3600, stride)
             assert reply["timeline"] == {} and all(len(v) == 0 for v in reply["data"].values())
     outside = _outside(opened, str(tmp_path))
     assert outside == [], outside
     assert server.archive.index.counts() == counts
-    assert server._get_data_blocking([real], START, START + 3600)["data"][real]  # the index still works
+    assert server.answer_get_data([real], START, START + 3600)["data"][real]  # the index still works
 
 
 _AUDIT = {"recording": None}

@@ -266,17 +266,17 @@ def test_server_answers_from_the_ring(fake_sys):
     s = Sampler(interval=1, buffer=100, sys_root=str(fake_sys), sensors=None, clock=clock)
     server = SensorsServer(ComponentConfig("test_realm", {}), sampler=s)
     assert server.description.startswith("Live readings of ")
-    assert server._get_fields_blocking(1, clock.t + 10) == ({}, {})
+    assert server.answer_get_fields(1, clock.t + 10) == ({}, {})
     for _ in range(10):
         s.sample()
-    field, timeline = server._get_fields_blocking(1, clock.t + 10)
+    field, timeline = server.answer_get_fields(1, clock.t + 10)
     assert field == s.fields
     assert timeline == {"sensors": {"interval": 1.0, "field": list(s.fields)}}
-    reply = server._get_data_blocking(["coretemp_core_0", "cpu_percent", "nope"], clock.t - 4.5, clock.t)
+    reply = server.answer_get_data(["coretemp_core_0", "cpu_percent", "nope"], clock.t - 4.5, clock.t)
     assert reply["timeline"]["sensors"]["t"] == [clock.t - 4 + i for i in range(5)]
     assert reply["data"]["coretemp_core_0"] == [50.0] * 5
     assert len(reply["data"]["cpu_percent"]) == 5 and reply["data"]["nope"] == []
-    thin = server._get_data_blocking("coretemp_core_0", 0, clock.t + 1, min_stride=5)
+    thin = server.answer_get_data("coretemp_core_0", 1, clock.t + 1, min_stride=5)
     assert 0 < len(thin["data"]["coretemp_core_0"]) < 10
 
 

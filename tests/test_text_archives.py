@@ -40,7 +40,7 @@ def window(written, name, a, b):
 
 
 def assert_served(server, written, names, a, b):
-    reply = server._get_data_blocking(list(names), a, b)
+    reply = server.answer_get_data(list(names), a, b)
     for name in names:
         t, v = window(written, name, a, b)
         assert len(t), "the test range must hold data"
@@ -87,7 +87,7 @@ def test_apex_range_spanning_several_files_opens_only_those(tmp_path, reads):
 def test_apex_fields_are_separate_timelines_with_units(tmp_path):
     start = utc(2023, 3, 1)
     demo.write_apex(tmp_path, start, start + DAY)
-    field, timeline = make(ApexWeatherServer, tmp_path)._get_fields_blocking(start, start + DAY)
+    field, timeline = make(ApexWeatherServer, tmp_path).answer_get_fields(start, start + DAY)
     assert sorted(field) == sorted(APEX_FIELDS)
     for name, (description, units) in APEX_FIELDS.items():
         assert field[name] == {"description": description, "timeline": name, "type": "number", "units": units}
@@ -101,16 +101,16 @@ def test_get_fields_lists_only_fields_with_data_in_range(tmp_path):
     demo.write_apex(tmp_path, start + DAY, start + 2 * DAY, fields=["temperature"])
     demo.write_apex(tmp_path, start, start + DAY, fields=["windspeed"], defects=demo.Defects(nan_every=1))
     server = make(ApexWeatherServer, tmp_path)
-    assert sorted(server._get_fields_blocking(start, start + DAY - 1)[0]) == ["humidity", "pressure"]
-    assert sorted(server._get_fields_blocking(start + DAY, start + 2 * DAY)[0]) == ["humidity", "pressure",
+    assert sorted(server.answer_get_fields(start, start + DAY - 1)[0]) == ["humidity", "pressure"]
+    assert sorted(server.answer_get_fields(start + DAY, start + 2 * DAY)[0]) == ["humidity", "pressure",
                                                                                     "temperature"]
-    assert server._get_fields_blocking(start - 10 * DAY, start - 1) == ({}, {})
+    assert server.answer_get_fields(start - 10 * DAY, start - 1) == ({}, {})
     # A file's span overlaps, but its samples do not fall in the range.
-    assert server._get_fields_blocking(start + 10, start + 50) == ({}, {})
+    assert server.answer_get_fields(start + 10, start + 50) == ({}, {})
     ucsc = make(RadiometerServer, tmp_path)
-    assert ucsc._get_fields_blocking(start, start + DAY) == ({}, {})
+    assert ucsc.answer_get_fields(start, start + DAY) == ({}, {})
     demo.write_ucsc(tmp_path, start, start + DAY)
-    field, _ = make(RadiometerServer, tmp_path)._get_fields_blocking(start, start + DAY)
+    field, _ = make(RadiometerServer, tmp_path).answer_get_fields(start, start + DAY)
     assert field == {"pwv": {"description": "UCSC radiometer precipitable water vapour", "timeline": "pwv",
                              "type": "number", "units": "mm"}}
 
@@ -119,9 +119,9 @@ def test_unknown_fields_and_empty_ranges(tmp_path):
     start = utc(2023, 6, 1)
     demo.write_apex(tmp_path, start, start + DAY, fields=["humidity"])
     server = make(ApexWeatherServer, tmp_path)
-    reply = server._get_data_blocking(["nope", "humidity"], start - 100, start - 1)
+    reply = server.answer_get_data(["nope", "humidity"], start - 100, start - 1)
     assert reply == {"data": {"nope": [], "humidity": []}, "timeline": {}}
-    reply = server._get_data_blocking(["nope", "humidity"], start, start + 60)
+    reply = server.answer_get_data(["nope", "humidity"], start, start + 60)
     assert reply["data"]["nope"] == [] and reply["timeline"]["humidity"]["t"] == [start, start + 60]
 
 
@@ -229,7 +229,7 @@ def test_a_file_that_grows_is_read_again(tmp_path, reads):
         f.writelines(lines[:700])
     server = make(ApexWeatherServer, tmp_path)
     t, v = written.series["temperature"]
-    reply = server._get_data_blocking(["temperature"], start, start + DAY)
+    reply = server.answer_get_data(["temperature"], start, start + DAY)
     assert reply["timeline"]["temperature"]["t"] == t[:700].tolist()
     assert reply["data"]["temperature"] == v[:700].tolist()
     with open(path, "ab") as f:
@@ -267,14 +267,14 @@ def test_max_points_keeps_each_buckets_min_and_max(tmp_path, cls, write):
     server = make(cls, tmp_path, max_points=max_points)
     a, b = start + 100.5, start + 3 * DAY - 7
     names = list(written.series)
-    reply = server._get_data_blocking(names, a, b)
+    reply = server.answer_get_data(names, a, b)
     for name in names:
         _check_bucket_extremes(reply, written, name, a, b, max_points)
     # A coarser min_stride than MAX_POINTS implies still wins; a finer one does not.
-    coarse = server._get_data_blocking(names[:1], a, b, min_stride=(b - a) / 50)
+    coarse = server.answer_get_data(names[:1], a, b, min_stride=(b - a) / 50)
     assert len(coarse["timeline"][names[0]]["t"]) <= 50
-    fine = server._get_data_blocking(names[:1], a, b, min_stride=1)
-    assert fine == server._get_data_blocking(names[:1], a, b)
+    fine = server.answer_get_data(names[:1], a, b, min_stride=1)
+    assert fine == server.answer_get_data(names[:1], a, b)
     # Short ranges are not decimated.
     assert_served(server, written, names, a, a + 50 * 30)
 
@@ -293,8 +293,8 @@ def test_demo_cli_writes_both_archives_ending_now(tmp_path):
     demo.main([str(tmp_path), "--days", "1"])
     assert len(os.listdir(tmp_path / "targets")) >= len(APEX_FIELDS) and os.listdir(tmp_path / "PWV")
     now = time.time()
-    assert sorted(make(ApexWeatherServer, tmp_path)._get_fields_blocking(now - 3600, now)[0]) == sorted(APEX_FIELDS)
-    assert list(make(RadiometerServer, tmp_path)._get_fields_blocking(now - 3600, now)[0]) == ["pwv"]
+    assert sorted(make(ApexWeatherServer, tmp_path).answer_get_fields(now - 3600, now)[0]) == sorted(APEX_FIELDS)
+    assert list(make(RadiometerServer, tmp_path).answer_get_fields(now - 3600, now)[0]) == ["pwv"]
 
 
 def test_generator_is_deterministic(tmp_path):

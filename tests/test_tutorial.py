@@ -147,7 +147,7 @@ def test_runs_without_a_router():
     without any WAMP session, as the tutorial suggests."""
     server = tutorial.ThermometerServer()
     start, end = _hours_ago(2), _hours_ago(1)
-    reply = server._get_data_blocking(["heater"], start, end)
+    reply = server.answer_get_data(["heater"], start, end)
     assert len(reply["data"]["heater"]) == len(reply["timeline"]["thermometer"]["t"]) == 361
-    field, timeline = server._get_fields_blocking(start, end)
+    field, timeline = server.answer_get_fields(start, end)
     assert timeline["thermometer"]["field"] == ["temperature", "heater"]

@@ -116,28 +116,28 @@ def test_coverage_and_sampling(name):
 @pytest.mark.parametrize("name", FIELDS)
 def test_values_equal_the_file_text(server, name):
     header, t, values = read_text(data_path(name))
-    reply = server._get_data_blocking([name], START, END)
+    reply = server.answer_get_data([name], START, END)
     assert reply["data"][name] == values
     assert reply["timeline"] == {header[1][2:]: {"t": [float(x) for x in t], "finalized_until": float(END)}}
 
 
 def test_range_is_inclusive(server):
     _, t, values = read_text(data_path("apex_temperature"))
-    reply = server._get_data_blocking(["apex_temperature"], t[10], t[20])
+    reply = server.answer_get_data(["apex_temperature"], t[10], t[20])
     assert reply["timeline"]["apex_weather"]["t"] == t[10:21]
     assert reply["data"]["apex_temperature"] == values[10:21]
-    reply = server._get_data_blocking(["apex_temperature"], t[10] + 0.5, t[20] - 0.5)
+    reply = server.answer_get_data(["apex_temperature"], t[10] + 0.5, t[20] - 0.5)
     assert reply["timeline"]["apex_weather"]["t"] == t[11:20]
 
 
 def test_unknown_field_and_empty_range(server):
-    assert server._get_data_blocking(["nope"], START, END) == {"data": {"nope": []}, "timeline": {}}
-    reply = server._get_data_blocking(["apex_pressure"], START - 100, START - 1)
+    assert server.answer_get_data(["nope"], START, END) == {"data": {"nope": []}, "timeline": {}}
+    reply = server.answer_get_data(["apex_pressure"], START - 100, START - 1)
     assert reply == {"data": {"apex_pressure": []}, "timeline": {}}
 
 
 def test_get_fields_whole_archive(server):
-    fields, timelines = server._get_fields_blocking(START, END)
+    fields, timelines = server.answer_get_fields(START, END)
     assert sorted(fields) == sorted(FIELDS)
     assert fields["apex_pressure"] == {"description": "APEX atmospheric pressure",
                                        "timeline": "apex_weather", "type": "number", "units": "mBar"}
@@ -147,11 +147,11 @@ def test_get_fields_whole_archive(server):
 
 
 def test_get_fields_lists_only_fields_with_data(server):
-    fields, timelines = server._get_fields_blocking(START + 60, START + 120)
+    fields, timelines = server.answer_get_fields(START + 60, START + 120)
     assert list(fields) == ["apex_radiometer"] and list(timelines) == ["apex_radiometer"]
-    fields, timelines = server._get_fields_blocking(START + 3600, START + 3600)
+    fields, timelines = server.answer_get_fields(START + 3600, START + 3600)
     assert sorted(fields) == sorted(FIELDS) and len(timelines) == 2
-    assert server._get_fields_blocking(END + 1, END + 86400) == ({}, {})
+    assert server.answer_get_fields(END + 1, END + 86400) == ({}, {})
 
 
 # -- min/max decimation ------------------------------------------------------
@@ -162,7 +162,7 @@ def test_get_fields_lists_only_fields_with_data(server):
 ])
 def test_min_stride_keeps_spikes(server, name, min_stride):
     _, _, raw = read_text(data_path(name))
-    reply = server._get_data_blocking([name], START, END, min_stride=min_stride)
+    reply = server.answer_get_data([name], START, END, min_stride=min_stride)
     values = reply["data"][name]
     t = next(iter(reply["timeline"].values()))["t"]
     assert len(t) == len(values)
@@ -187,7 +187,7 @@ def test_replay_shift_is_whole_hours(archive, monkeypatch):
     s = replay_server(archive, monkeypatch, now)
     hour = now // 3600 * 3600
     assert s.shift() % 3600 == 0 and s.shift() == hour - END
-    reply = s._get_data_blocking(["apex_temperature", "apex_radiometer"], now - 15 * 86400, now)
+    reply = s.answer_get_data(["apex_temperature", "apex_radiometer"], now - 15 * 86400, now)
     for tl in reply["timeline"].values():
         assert tl["t"][-1] == hour
         assert now - 3600 < tl["t"][-1] <= now
@@ -198,10 +198,10 @@ def test_replay_shift_is_whole_hours(archive, monkeypatch):
 def test_replay_is_stable_within_the_hour(archive, monkeypatch):
     hour = 1_800_000_000 // 3600 * 3600
     request = (["apex_pressure"], hour - 86400, hour + 7200, 1800)
-    first = replay_server(archive, monkeypatch, hour + 10)._get_data_blocking(*request)
-    later = replay_server(archive, monkeypatch, hour + 3590)._get_data_blocking(*request)
+    first = replay_server(archive, monkeypatch, hour + 10).answer_get_data(*request)
+    later = replay_server(archive, monkeypatch, hour + 3590).answer_get_data(*request)
     assert first == later
-    next_hour = replay_server(archive, monkeypatch, hour + 3610)._get_fields_blocking(hour + 3600, hour + 3600)
+    next_hour = replay_server(archive, monkeypatch, hour + 3610).answer_get_fields(hour + 3600, hour + 3600)
     assert sorted(next_hour[0]) == sorted(FIELDS)
 
 
@@ -210,7 +210,7 @@ def test_replay_with_the_real_clock(archive):
 
     s = WeatherServer(ComponentConfig("test_realm", {}), replay=True, archive=archive)
     before = time.time()
-    reply = s._get_data_blocking(["apex_windspeed"], -15 * 86400 + before, before + 3600)
+    reply = s.answer_get_data(["apex_windspeed"], -15 * 86400 + before, before + 3600)
     after = time.time()
     last = reply["timeline"]["apex_weather"]["t"][-1]
     assert (last - START) % 3600 == 0

@@ -21,15 +21,13 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, task, threads
 from werkzeug.exceptions import BadGateway
 
-from sisock.base import HUB_STARTED, uri
+from sisock import contract
 from sisock.cache import Coalescer
 from sisock.link import CallTimeout, NotConnected
 
 from . import series
 from .request import SEPARATOR, AnswerTooLarge, Query
 
-ADDED = uri("consumer.data_node_added")
-SUBTRACTED = uri("consumer.data_node_subtracted")
 ALL_TIME = (1, 0)  # get_fields(1, 0): from the epoch until now
 #: Field lists also change without a hub event (an archive server indexes new
 #: files), so they are refreshed this often in the background too.
@@ -62,7 +60,7 @@ def _reason(exc: Exception) -> str:
 
 def _missing(exc: Exception) -> bool:
     """The node is not there: an unknown node gives empty series, by contract."""
-    return isinstance(exc, ApplicationError) and exc.error == "wamp.error.no_such_procedure"
+    return isinstance(exc, ApplicationError) and exc.error == contract.NO_SUCH_PROCEDURE
 
 
 class DataSource:
@@ -82,18 +80,18 @@ class DataSource:
 
     @defer.inlineCallbacks
     def _on_join(self, session):
-        yield session.subscribe(lambda node, *a, **k: self._refresh(node.get("name")), ADDED)
-        yield session.subscribe(lambda node, *a, **k: self._forget(node.get("name")), SUBTRACTED)
+        yield session.subscribe(lambda node, *a, **k: self._refresh(node.get("name")), contract.DATA_NODE_ADDED)
+        yield session.subscribe(lambda node, *a, **k: self._forget(node.get("name")), contract.DATA_NODE_SUBTRACTED)
         # A (re)started hub knows who is alive: nodes that died while it was
         # away (and so were never subtracted) leave the list at once.
-        yield session.subscribe(lambda *a, **k: self._sync_nodes(), HUB_STARTED)
+        yield session.subscribe(lambda *a, **k: self._sync_nodes(), contract.HUB_STARTED)
         yield self._sync_nodes()
 
     @defer.inlineCallbacks
     def _sync_nodes(self):
         """The hub's node list, then every node's fields."""
         try:
-            nodes = yield self.link.call_in_reactor(uri("consumer.get_data_node"), timeout=self.call_timeout)
+            nodes = yield self.link.call_in_reactor(contract.GET_DATA_NODE, timeout=self.call_timeout)
         except Exception as exc:  # noqa: BLE001 - hub not up yet: its events will fill the list
             log.info("no data node list yet ({e}); waiting for the hub", e=exc)
             return
@@ -116,10 +114,10 @@ class DataSource:
             return
         try:
             field, _timeline = yield self.link.call_in_reactor(
-                uri(f"consumer.{name}.get_fields"), *ALL_TIME, timeout=self.call_timeout
+                contract.get_fields_procedure(name), *ALL_TIME, timeout=self.call_timeout
             )
         except ApplicationError as exc:
-            quiet = exc.error == "wamp.error.no_such_procedure"  # a node that is not there
+            quiet = _missing(exc)
             (log.debug if quiet else log.warn)("could not list fields of {n}: {e}", n=name, e=exc)
             return
         except Exception as exc:  # noqa: BLE001 - a broken node must not break the list
@@ -209,7 +207,7 @@ class DataSource:
         nodes = list(by_node)
         self._learn(by_node)
         calls = [
-            (uri(f"consumer.{node}.get_data"), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
+            (contract.get_data_procedure(node), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
             for node in nodes
         ]
         try:

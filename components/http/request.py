@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sisock.contract import valid_node_name
+
 DEFAULT_MAX_POINTS = 1000
 MAX_POINTS_LIMIT = 1_000_000
 #: Most points (all targets together) one answer may hold unless
@@ -21,10 +23,6 @@ DEFAULT_MAX_ANSWER_POINTS = 2_000_000
 #: costs a call through the router.
 MAX_QUERY_TARGETS = 1000
 SEPARATOR = "::"
-#: A data node name must be one component of a WAMP URI (it becomes
-#: ``org.simonsobservatory.consumer.<node>.get_data``): no ``.``, ``#``,
-#: whitespace or control characters, not empty, and of a sane length.
-_NODE = re.compile(r"[^\s.#\x00-\x1f\x7f]{1,200}")
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
@@ -59,13 +57,6 @@ class Query:
     @property
     def min_stride(self) -> float:
         return (self.end - self.start) / self.max_points
-
-
-def valid_node(name) -> bool:
-    """True if ``name`` can be a data node's name: one WAMP URI component,
-    so that a client cannot steer a call into another procedure (``a.b``
-    would address ``consumer.a.b.get_data``) or make an invalid URI."""
-    return isinstance(name, str) and _NODE.fullmatch(name) is not None
 
 
 def split_metric(name: str):
@@ -155,7 +146,9 @@ def _targets(body: dict) -> tuple:
             raise BadRequest(f"target type must be 'timeserie' or 'table', got {str(kind)[:32]!r}")
         ref_id = item.get("refId")
         node, field = split_metric(name)
-        if not valid_node(node):  # never a data node: an empty series, as for an unknown one
+        # A name the contract forbids is never called (a.b would address
+        # another node's procedure): an empty series, as for an unknown node.
+        if not valid_node_name(node):
             node, field = None, None
         out.append(Target(name, node, field, ref_id if isinstance(ref_id, str) else None,
                           "table" if kind == "table" else "timeserie"))
