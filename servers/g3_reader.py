@@ -32,7 +32,7 @@ from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
 from sisock import config, connect, contract
-from sisock.base import DataNodeServer, uri
+from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU, Coalescer
 from sisock.downsample import grid_width, merge_on_grid
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
@@ -44,7 +44,7 @@ DEFAULT_CACHE_MB = 512
 #: itself again so consumers (the HTTP bridge) refresh its field list.
 WATCH_SECONDS = 10.0
 #: The error of every request made while the index database is unreachable.
-INDEX_UNAVAILABLE = uri("error.index_unavailable")
+INDEX_UNAVAILABLE = contract.ERROR_INDEX_UNAVAILABLE
 
 log = txaio.make_logger()
 

@@ -335,8 +335,6 @@ class SensorsServer(DataNodeServer):
         return contract.fields_reply(self.sampler.fields, {TIMELINE: self.sampler.interval})
 
     def _get_data_blocking(self, field, start, end, min_stride=None):
-        if isinstance(field, str):
-            field = [field]
         return contract.data_reply(field, [self._timeline()], start, end, min_stride)
 
 

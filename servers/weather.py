@@ -2,7 +2,7 @@
 
 It is the smallest complete DataNodeServer, so it doubles as the reference
 for writing one and as the data behind the demo dashboards. The archive is a
-fortnight of files (see ``weather_data_gen``) read once into memory: every
+fortnight of files (see ``sisock.demo.weather``) read once into memory: every
 request is then a binary search and, when asked, a min/max decimation, with
 no file access.
 

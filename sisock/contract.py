@@ -143,10 +143,6 @@ def fields_reply(fields: Mapping[str, dict], intervals: Mapping[str, float | Non
     return dict(fields), timeline
 
 
-def empty_data_reply() -> dict:
-    return {"data": {}, "timeline": {}}
-
-
 def reply_size(reply) -> int:
     """Numbers in a ``get_data`` reply (times and values)."""
     if not isinstance(reply, dict):

@@ -160,7 +160,7 @@ def test_downsampled_answers_keep_each_bucket_extremes(tmp_path):
     server = G3Reader(archive=archive(env, data))
     start, end, stride = START + 10.5, START + 4 * 3600 - 3.25, 45.0
     names = sorted(truth)
-    reply = server._get_data_blocking(names, start, end, stride)
+    reply = server.answer_get_data(names, start, end, stride)
     width = 2 * stride
     from sisock.downsample import bucket_count
 
@@ -237,12 +237,12 @@ def test_max_points_and_unknown_fields(tmp_path):
     scan(env, data)
     server = G3Reader(archive=archive(env, data), max_points=100)
     name = f"{PROVIDERS[0].description}.ch3_t"
-    reply = server._get_data_blocking([name, "no.such.field"], START, START + 7200)
+    reply = server.answer_get_data([name, "no.such.field"], START, START + 7200)
     assert 50 <= len(reply["data"][name]) <= 100
     assert reply["data"]["no.such.field"] == [] and set(reply["timeline"]) == {name}
     assert max(reply["data"][name]) == truth[name][1].max()  # the spikes survive the cap
     unlimited = G3Reader(archive=archive(env, data), max_points=None)
-    raw = unlimited._get_data_blocking([name], START, START + 7200)["data"][name]
+    raw = unlimited.answer_get_data([name], START, START + 7200)["data"][name]
     assert np.array_equal(raw, window(truth, name, START, START + 7200)[1])  # unset: no cap, every sample
 
 
@@ -253,7 +253,7 @@ def test_reply_over_the_wire_limit_is_refused(tmp_path, monkeypatch):
     scan(env, data)
     server = G3Reader(archive=archive(env, data))
     name = f"{PROVIDERS[0].description}.ch1_t"
-    reply = server._get_data_blocking([name], START, START + 3600)
+    reply = server.answer_get_data([name], START, START + 3600)
     monkeypatch.setattr(contract, "MAX_REPLY_VALUES", contract.reply_size(reply) - 1)
     assert server._bounded(reply) is False
     monkeypatch.setattr(contract, "MAX_REPLY_VALUES", contract.reply_size(reply))

@@ -83,7 +83,7 @@ def test_summary_panels_are_exact_per_bucket(tmp_path, stride):
     reader = G3Reader(archive=archive(env, data))
     names = sorted(truth)
     for start, end in [(START + 1000.5, START + 11 * 3600 + 17.25), (START - 100, START + 13 * 3600)]:
-        reply = reader._get_data_blocking(names, start, end, stride)
+        reply = reader.answer_get_data(names, start, end, stride)
         for name in names:
             t, v = window(truth, name, start, end)
             _check_panel(np.array(reply["timeline"][name]["t"]), np.array(reply["data"][name]), t, v,
@@ -115,7 +115,7 @@ def test_grown_file_served_by_summary_path_and_rebuilt_on_rescan(tmp_path):
     truth = expected(PROVIDERS, START, START + 7200, spike_every=6 * 3600)
     reader = G3Reader(archive=archive(env, data))
     name = f"{PROVIDERS[0].description}.ch2_t"
-    reply = reader._get_data_blocking([name], START, START + 7200, 90.0)
+    reply = reader.answer_get_data([name], START, START + 7200, 90.0)
     t, v = window(truth, name, START, START + 7200)
     _check_panel(np.array(reply["timeline"][name]["t"]), np.array(reply["data"][name]), t, v,
                  START, START + 7200, 90.0)

@@ -13,8 +13,8 @@ import re
 import pytest
 from autobahn.wamp.types import ComponentConfig
 
+from sisock.demo import weather as gen
 from sisock.servers import weather
-from sisock.servers import weather_data_gen as gen
 from sisock.servers.weather import WeatherServer
 
 START = calendar.timegm((2017, 7, 13, 0, 0, 0))
