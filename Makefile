@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 # The compose file is checked with Debian's docker-compose (no engine needed).
 COMPOSE  := /usr/bin/docker-compose
 
-.PHONY: run test lint install clean web chromium compose-check compose-test docs lock
+.PHONY: run test test-fast lint install clean web chromium compose-check compose-test docs lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ run: $(STAMP) $(ASSETS)
 test: $(STAMP) $(ASSETS) $(CHROMIUM) $(COMPOSE)
 	$(BIN)/python -m pytest
 
+# The unit tests alone (no router, database or child process; seconds):
+# what tests/conftest.py does not mark `system`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not system and not compose"
+
 # The compose stack built and run on this machine's docker engine
 # (tests/test_compose_stack.py): needs `docker` and a running engine.
 compose-test: $(STAMP) $(COMPOSE)
@@ -88,6 +93,8 @@ compose-check: $(STAMP) $(COMPOSE)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
+# ruff with the rules the code's `noqa` comments name (ruff.toml), and
+# RUF100, so a `noqa` that no longer silences anything is reported too.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

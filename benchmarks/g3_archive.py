@@ -44,8 +44,8 @@ from sisock.downsample import decimate_timeline
 from sisock.g3.index import Index, database_url
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
-from procs import free_port, wait_for  # noqa: E402
-from timing import median_time  # noqa: E402
+from procs import free_port, wait_for
+from timing import median_time
 
 BIN = os.path.dirname(sys.executable)
 PROVIDERS = [

@@ -31,8 +31,8 @@ from sisock.servers.radiometer import RadiometerServer
 from sisock.servers.text_archive import TextArchive
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
-from procs import free_port, port_open, wait_for  # noqa: E402
-from timing import median_time  # noqa: E402
+from procs import free_port, port_open, wait_for
+from timing import median_time
 
 BIN = os.path.dirname(sys.executable)
 SERVERS = {"apex_weather": (ApexWeatherServer, "sisock.servers.apex_weather"),

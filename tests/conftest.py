@@ -18,6 +18,55 @@ from procs import Proc, free_port, port_open, wait_for
 TEST_SECRET = "a-test-secret-that-is-not-the-default"
 
 
+# -- fast unit tests and system tests ---------------------------------------------
+#
+# `make test-fast` runs the tests not marked `system`: pure functions and
+# classes, no router, no database, no child process. A test is a system test
+# when it asks (directly or through another fixture) for a fixture that
+# starts real parts, or lives in a module that starts them itself. The
+# split keeps itself honest: a test left unmarked that starts a process
+# fails, saying so, instead of quietly making the fast run slow.
+
+#: Fixtures that start a router, a MariaDB server or real OCS agents.
+SYSTEM_FIXTURES = {"stack", "mariadb_server", "ocs_archive"}
+#: Modules whose tests start routers, databases or console scripts with
+#: fixtures of their own.
+SYSTEM_MODULES = {
+    "test_compose", "test_config_errors", "test_faults", "test_faults_g3", "test_g3_path", "test_load",
+    "test_multihost", "test_quiet_import", "test_router_down", "test_router_files", "test_router_log",
+    "test_stack", "test_startup_order",
+}
+#: Single tests that run a console script in modules of unit tests.
+SYSTEM_TESTS = {
+    "test_cli_unit::test_children_run_through_the_launcher_which_execs_them",
+    "test_cli_unit::test_launcher_refuses_to_start_an_orphan",
+    "test_dashboard::test_unreachable_bridge_is_a_one_line_error",
+    "test_data_feed_unit::test_cli_exits_2_with_one_line",
+    "test_text_archives::test_data_directory_errors_exit_2_with_one_line",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if (module in SYSTEM_MODULES or f"{module}::{getattr(item, 'originalname', item.name)}" in SYSTEM_TESTS
+                or SYSTEM_FIXTURES & set(item.fixturenames)):
+            item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request, monkeypatch):
+    if request.node.get_closest_marker("system") or request.node.get_closest_marker("compose"):
+        return
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process ({args[0] if args else kwargs.get('args')}): "
+                             "a system test; add its module to SYSTEM_MODULES in tests/conftest.py")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
 class Stack:
     def __init__(self, root: str):
         self.root = root
