@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import txaio
 
+from sisock.backoff import Backoff
 from sisock.config import data_directory, log_level, positive_number, whole_number
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import (
@@ -181,7 +182,6 @@ class Scanner:
         #: Seconds of an unreachable database before an operation gives up;
         #: None waits forever (the long-running service).
         self.give_up_after = give_up_after
-        self.retries = 0
 
     def _retrying(self, what: str, operation):
         """``operation(retry)``, called again with ``retry=True`` after a
@@ -192,10 +192,10 @@ class Scanner:
         Warnings are logged for retries 1, 2, 4, 8... and whenever the
         reason changes: an outage of a day costs a screenful, not a line
         every ten seconds."""
-        delay, waited, attempt, clashes, reason = self.RETRY_FIRST, 0.0, 0, 0, None
+        backoff, clashes = Backoff(self.RETRY_FIRST, self.RETRY_MAX, report_doublings=True), 0
         while True:
             try:
-                result = operation(attempt + clashes > 0)
+                result = operation(backoff.failing or clashes > 0)
             except Exception as exc:
                 if contended(exc) and clashes + 1 < self.CONTENDED_ATTEMPTS:
                     clashes += 1
@@ -203,22 +203,18 @@ class Scanner:
                               what=what, e=error_reason(exc))
                     time.sleep(random.uniform(0.0, 0.05 * clashes))  # out of step with the other writer
                     continue
-                if not unavailable(exc) or (self.give_up_after is not None and waited >= self.give_up_after):
+                if not unavailable(exc) or (self.give_up_after is not None and backoff.waited >= self.give_up_after):
                     raise
-                attempt += 1
-                self.retries += 1
-                now = error_reason(exc)
-                if now != reason or attempt & (attempt - 1) == 0:
+                delay, report = backoff.step(error_reason(exc))
+                if report:
                     log.warn("index database unavailable while {what} ({e}); retry {n} in {d:.1f} s",
-                             what=what, e=now, n=attempt, d=delay)
-                    reason = now
+                             what=what, e=error_reason(exc), n=backoff.attempts, d=delay)
                 time.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, self.RETRY_MAX)
+                backoff.waiting(delay)
                 continue
-            if attempt:
+            if backoff.failing:
                 log.info("index database reachable again after {n} retries ({s:.1f} s); carrying on",
-                         n=attempt, s=waited)
+                         n=backoff.attempts, s=backoff.waited)
             return result
 
     def scan_once(self) -> PassStats:

@@ -22,6 +22,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from sisock.backoff import Backoff
+
 SCHEMA_VERSION = 2
 OK, PARTIAL, ERROR = "ok", "partial", "error"
 
@@ -587,7 +589,7 @@ def open_index(url, log, wait: float | None = None, sleep=time.sleep, clock=time
     """
     where = describe_url(url)
     started = clock()
-    delay, reason = OPEN_FIRST_DELAY, None
+    backoff = Backoff(OPEN_FIRST_DELAY, OPEN_MAX_DELAY)
     while True:
         try:
             index = Index(url)
@@ -598,13 +600,11 @@ def open_index(url, log, wait: float | None = None, sleep=time.sleep, clock=time
             now = error_reason(exc)
             if wait is not None and waited >= wait:
                 raise StillUnavailable(now, waited) from exc
-            if now != reason:
+            delay, report = backoff.step(now)
+            if report:
                 log.warn("cannot open the index {u} yet ({e}); waiting for it", u=where, e=now)
-                reason = now
-            pause = delay if wait is None else min(delay, max(wait - waited, 0.0))
-            sleep(pause)
-            delay = min(delay * 2, OPEN_MAX_DELAY)
+            sleep(delay if wait is None else min(delay, max(wait - waited, 0.0)))
             continue
-        if reason is not None:
+        if backoff.failing:
             log.info("the index {u} is open, after {s:.0f} s of waiting", u=where, s=clock() - started)
         return index
