@@ -5,6 +5,9 @@ deployed and documented on their own) but are installed as the subpackages
 ``sisock.components`` and ``sisock.servers``.
 """
 
+import importlib.util
+import os
+
 from setuptools import setup
 
 BASE = [
@@ -31,15 +34,17 @@ EXTRAS["test"] = [
 ]
 EXTRAS["docs"] = ["sphinx>=7.2", "myst-parser>=2.0"]
 
-SERVERS = {
-    "sisock-weather-server": "sisock.servers.weather:main",
-    "sisock-g3-reader-server": "sisock.servers.g3_reader:main",
-    "sisock-data-feed-server": "sisock.servers.data_feed:main",
-    "sisock-thermometry-server": "sisock.servers.data_feed:thermometry_main",
-    "sisock-sensors-server": "sisock.servers.sensors:main",
-    "sisock-apex-weather-server": "sisock.servers.apex_weather:main",
-    "sisock-radiometer-server": "sisock.servers.radiometer:main",
-}
+
+def server_scripts() -> list[str]:
+    """The DataNodeServers' console scripts, from the one table of servers.
+    Loaded by its path: nothing of sisock (nor its dependencies) is
+    installed yet when this file runs."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sisock", "server_registry.py")
+    spec = importlib.util.spec_from_file_location("_sisock_server_registry", path)
+    registry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(registry)
+    return registry.console_scripts()
+
 
 setup(
     name="sisock",
@@ -69,7 +74,7 @@ setup(
             "sisock-http = sisock.components.http.app:main",
             "sisock-g3-file-scanner = sisock.components.g3_scanner:main",
             "sisock-healthcheck = sisock.components.healthcheck:main",
-            *(f"{name} = {target}" for name, target in SERVERS.items()),
+            *server_scripts(),
         ]
     },
 )

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import textwrap
+from collections.abc import Mapping
 
 from twisted.application import service
 from twisted.internet import defer, reactor, task
@@ -32,24 +33,34 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger, LogLevel, formatEvent, globalLogBeginner
 from twisted.runner.procmon import ProcessMonitor
 
+from sisock import server_registry
 from sisock.config import ConfigError, Settings
 
 ROUTER = "crossbar"
 BRIDGE = "http"
 
-#: ``--servers`` short name -> the commands it starts (console script first).
-#: One place, so the CLI help, the error for unknown names and the launcher
-#: can never disagree about what exists.
-SERVERS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "weather": (("sisock-weather-server", "--replay"),),
-    "sensors": (("sisock-sensors-server",),),
-    "apex-weather": (("sisock-apex-weather-server",),),
-    "ucsc-radiometer": (("sisock-radiometer-server",),),
-    "data-feed": (("sisock-data-feed-server",),),
-    "thermometry": (("sisock-thermometry-server",),),
-    # The reader only serves what the scanner has indexed.
-    "g3-reader": (("sisock-g3-file-scanner",), ("sisock-g3-reader-server",)),
-}
+class _Servers(Mapping):
+    """``--servers`` short name -> the commands it starts (companions first,
+    the server's console script last), read from the one table of servers
+    (:mod:`sisock.server_registry`) on every access, never copied: the CLI
+    help, the error for unknown names and the launcher can then never
+    disagree with it, nor with what setup.py installs."""
+
+    def _table(self) -> dict[str, tuple[tuple[str, ...], ...]]:
+        return {server.name: server.commands for server in server_registry.SERVERS}
+
+    def __getitem__(self, name: str) -> tuple[tuple[str, ...], ...]:
+        return self._table()[name]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+SERVERS: Mapping[str, tuple[tuple[str, ...], ...]] = _Servers()
+
 NONE = "none"
 DEFAULT_SERVERS = "weather,sensors,g3-reader"
 DEMO_DAYS = 3
@@ -520,10 +531,11 @@ def ocs_demo_children(state_dir: str, settings: Settings) -> list[tuple]:
     a data-feed server for its feed: a live OCS feed end to end."""
     from .ocs_site import AgentSpec, agent_argv, write_site_config
 
+    feed_script = server_registry.get("data-feed").script
     cli = find_script("ocs-agent-cli")
-    feed = find_script("sisock-data-feed-server")
+    feed = find_script(feed_script)
     if cli is None or feed is None:
-        raise StackError("ocs-agent-cli or sisock-data-feed-server is not installed")
+        raise StackError(f"ocs-agent-cli or {feed_script} is not installed")
     agent = AgentSpec(DEMO_AGENT, "FakeDataAgent", ["--mode", "acq", "--num-channels", "4", "--sample-rate", "5"])
     site = write_site_config(os.path.join(state_dir, "ocs"), settings.ocs_port, [agent],
                              router_host=_local(settings.bind_host))

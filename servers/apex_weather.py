@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
+from sisock import runtime
 from sisock.servers.text_archive import ArchiveFile, Layout, TextArchiveServer
-from sisock.servers.text_archive import main as _main
 
 FIELDS = {
     "humidity": ("APEX relative humidity", "%"),
@@ -38,13 +38,18 @@ class ApexLayout(Layout):
 
 
 class ApexWeatherServer(TextArchiveServer):
+    """APEX weather station archive. Reads DATA_DIRECTORY/targets; MAX_POINTS
+    caps points per field per reply; ARCHIVE_CACHE_MB bounds the parsed-file
+    cache."""
+
     name = "apex_weather"
     description = "APEX weather station archive"
+    script = "sisock-apex-weather-server"
     layout = ApexLayout()
 
 
 def main(argv=None):
-    _main(ApexWeatherServer, "sisock-apex-weather-server", argv)
+    runtime.run(ApexWeatherServer, argv)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,17 @@ live feed must never take the server down.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import sys
 import threading
 import time
 
 import numpy as np
 
-from sisock import config, connect, contract
+from sisock import config, contract, runtime
 from sisock.base import DataNodeServer
 from sisock.ring import TimeRing
+from sisock.runtime import Setting
 
 DEFAULT_BUFFER_TIME = 3600.0
 
@@ -136,8 +135,39 @@ class FeedBuffer:
         return contract.fields_reply(info, intervals)
 
 
+REQUIRED = ("TARGET", "FEED", "NAME", "DESCRIPTION")
+
+
+def settings_from_env(env=None, defaults=None) -> dict:
+    """The server's own variables; a one-line error naming what is missing."""
+    env = os.environ if env is None else env
+    values = {key: env.get(key) or (defaults or {}).get(key) for key in REQUIRED}
+    missing = [key for key, value in values.items() if not value]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}: set {' and '.join(missing)} in the environment")
+    values["BUFFER_TIME"] = config.positive_number("BUFFER_TIME", DEFAULT_BUFFER_TIME, env)
+    problem = contract.node_name_problem(values["NAME"])
+    if problem is not None:
+        raise ValueError(f"NAME {problem}: {values['NAME']!r}")
+    return values
+
+
 class DataFeedServer(DataNodeServer):
-    """Registers as ``NAME`` and serves the buffered feed."""
+    """The data-feed DataNodeServer: the live feed of one OCS agent.
+
+    Registers as ``NAME``. The buffer is made once per process, in
+    :meth:`prepare`, so a reconnection resubscribes without losing what was
+    received.
+    """
+
+    script = "sisock-data-feed-server"
+    settings = (Setting("feed", settings_from_env),)
+
+    @classmethod
+    def prepare(cls, settings):
+        feed = settings.feed
+        buffer = FeedBuffer(f"observatory.{feed['TARGET']}.feeds.{feed['FEED']}", feed["BUFFER_TIME"])
+        return {"buffer": buffer, "name": feed["NAME"], "description": feed["DESCRIPTION"]}
 
     def __init__(self, config=None, buffer: FeedBuffer | None = None, name: str = "data_feed",
                  description: str = "OCS data feed"):
@@ -159,40 +189,23 @@ class DataFeedServer(DataNodeServer):
         return contract.data_reply(field, self.buffer.timelines(start, end), start, end, min_stride)
 
 
-REQUIRED = ("TARGET", "FEED", "NAME", "DESCRIPTION")
+class ThermometryServer(DataFeedServer):
+    """The data-feed DataNodeServer: the live feed of one OCS agent.
+
+    With FEED defaulting to ``temperatures``: the deployment templates run
+    ``sisock-thermometry-server`` without setting it.
+    """
+
+    script = "sisock-thermometry-server"
+    settings = (Setting("feed", functools.partial(settings_from_env, defaults={"FEED": "temperatures"})),)
 
 
-def settings_from_env(env=None, defaults=None) -> dict:
-    """The server's own variables; a one-line error naming what is missing."""
-    env = os.environ if env is None else env
-    values = {key: env.get(key) or (defaults or {}).get(key) for key in REQUIRED}
-    missing = [key for key, value in values.items() if not value]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}: set {' and '.join(missing)} in the environment")
-    values["BUFFER_TIME"] = config.positive_number("BUFFER_TIME", DEFAULT_BUFFER_TIME, env)
-    problem = contract.node_name_problem(values["NAME"])
-    if problem is not None:
-        raise ValueError(f"NAME {problem}: {values['NAME']!r}")
-    return values
-
-
-def main(argv=None, prog="sisock-data-feed-server", defaults=None):
-    argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0]).parse_args(argv)
-    try:
-        cfg = settings_from_env(defaults=defaults)
-    except ValueError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    topic = f"observatory.{cfg['TARGET']}.feeds.{cfg['FEED']}"
-    buffer = FeedBuffer(topic, cfg["BUFFER_TIME"])
-    make = functools.partial(DataFeedServer, buffer=buffer, name=cfg["NAME"], description=cfg["DESCRIPTION"])
-    raise SystemExit(connect.run(make))
+def main(argv=None):
+    runtime.run(DataFeedServer, argv)
 
 
 def thermometry_main(argv=None):
-    """The deployment template's ``sisock-thermometry-server``: a data feed
-    whose FEED defaults to ``temperatures``."""
-    main(argv, prog="sisock-thermometry-server", defaults={"FEED": "temperatures"})
+    runtime.run(ThermometryServer, argv)
 
 
 if __name__ == "__main__":

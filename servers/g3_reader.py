@@ -17,10 +17,7 @@ the router: it can be started together with the database and the scanner.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import os
-import sys
 import threading
 from collections import defaultdict
 from contextlib import contextmanager
@@ -31,13 +28,14 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
-from sisock import config, connect, contract
+from sisock import config, contract, runtime
 from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU, Coalescer
 from sisock.downsample import grid_width, merge_on_grid
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import Index, database_url, describe_url, error_reason, locate, open_index, unavailable
 from sisock.g3.summary import Summary, choose_level
+from sisock.runtime import Setting
 
 DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
@@ -231,8 +229,39 @@ def _join(parts):
 
 
 class G3Reader(DataNodeServer):
+    """The g3-reader DataNodeServer (``g3_reader``): the so3g archive, by index.
+
+    ``slow_start``: every setting, the router's certificate included, is
+    checked before the possibly long wait for the index database, so a
+    wrong path is reported at once and not once the database is up.
+    """
+
     name = "g3_reader"
     description = "Housekeeping archive (so3g .g3 files)"
+    script = "sisock-g3-reader-server"
+    slow_start = True
+    settings = (
+        Setting("state_dir", flag="--state-dir",
+                help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)"),
+        Setting("data_dir", lambda env: config.data_directory(env, what="the folder of .g3 files")),
+        Setting("max_points", config.max_points),
+        Setting("cache_mb", lambda env: config.positive_number("G3_CACHE_MB", DEFAULT_CACHE_MB, env)),
+    )
+
+    @classmethod
+    def prepare(cls, settings):
+        try:
+            url = database_url(state_dir=settings.state_dir)
+        except Exception as exc:  # noqa: BLE001 - a malformed SQL_HOST, an unwritable state folder, ...
+            raise config.ConfigError(str(exc)) from None
+        print(f"{cls.script}: reading {settings.data_dir} through the index {describe_url(url)}", flush=True)
+        try:
+            index = open_index(url, log)
+        except Exception as exc:  # noqa: BLE001 - what waiting cannot cure: credentials, database name, version
+            raise config.ConfigError(f"cannot use the index {describe_url(url)}: {error_reason(exc)}") from None
+        _warm_up(index)
+        archive = Archive(index, settings.data_dir, ByteLRU(settings.cache_mb * 1024 * 1024))
+        return {"archive": archive, "max_points": settings.max_points}
 
     def __init__(self, config=None, archive: Archive | None = None, max_points: int | None = None):
         super().__init__(config)
@@ -332,29 +361,8 @@ def _warm_up(index: Index):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="sisock-g3-reader-server", description=__doc__.splitlines()[0])
-    parser.add_argument("--state-dir", help="folder of the SQLite index (default: $SISOCK_STATE_DIR or .sisock)")
-    args = parser.parse_args(argv)
-    try:
-        # Every setting, the router's certificate included, is checked
-        # before the possibly long wait for the database.
-        settings = config.Settings.from_env()
-        connect.load_trust(settings)
-        data_dir = config.data_directory(what="the folder of .g3 files")
-        max_points = config.max_points()
-        cache_mb = config.positive_number("G3_CACHE_MB", DEFAULT_CACHE_MB)
-        url = database_url(state_dir=args.state_dir)
-    except Exception as exc:  # noqa: BLE001 - every configuration error ends here
-        print(f"sisock-g3-reader-server: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(f"sisock-g3-reader-server: reading {data_dir} through the index {describe_url(url)}", flush=True)
-    connect.start_logging(settings)  # for the warnings of a wait for the database
-    try:
-        index = open_index(url, log)
-    except Exception as exc:  # noqa: BLE001 - what waiting cannot cure: credentials, database name, version
-        print(f"sisock-g3-reader-server: cannot use the index {describe_url(url)}: {error_reason(exc)}",
-              file=sys.stderr)
-        raise SystemExit(2) from None
-    _warm_up(index)
-    archive = Archive(index, data_dir, ByteLRU(cache_mb * 1024 * 1024))
-    raise SystemExit(connect.run(functools.partial(G3Reader, archive=archive, max_points=max_points)))
+    runtime.run(G3Reader, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import calendar
 import re
 
+from sisock import runtime
 from sisock.servers.text_archive import ArchiveFile, Layout, TextArchiveServer
-from sisock.servers.text_archive import main as _main
 
 DAY = 86400.0
 FIELDS = {"pwv": ("UCSC radiometer precipitable water vapour", "mm")}
@@ -45,13 +45,18 @@ class UcscLayout(Layout):
 
 
 class RadiometerServer(TextArchiveServer):
+    """UCSC radiometer precipitable water vapour archive. Reads DATA_DIRECTORY/PWV;
+    MAX_POINTS caps points per field per reply; ARCHIVE_CACHE_MB bounds the
+    parsed-file cache."""
+
     name = "ucsc_radiometer"
     description = "UCSC radiometer precipitable water vapour archive"
+    script = "sisock-radiometer-server"
     layout = UcscLayout()
 
 
 def main(argv=None):
-    _main(RadiometerServer, "sisock-radiometer-server", argv)
+    runtime.run(RadiometerServer, argv)
 
 
 if __name__ == "__main__":

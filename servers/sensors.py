@@ -6,15 +6,13 @@ VM with no temperature sensors still has something to show. Everything is
 sampled together onto one timeline and kept in a fixed-size ring, so memory
 does not grow with uptime.
 
-The sampler belongs to the process, not to the WAMP session: ``main`` builds
-it once and every session a reconnection creates shares it, so a router
+The sampler belongs to the process, not to the WAMP session:
+``SensorsServer.prepare`` builds it once and every session a reconnection creates shares it, so a router
 restart neither loses the buffer nor leaves a gap in it.
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import glob
 import math
 import os
@@ -22,7 +20,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -31,8 +28,9 @@ import psutil
 import txaio
 from twisted.internet import task, threads
 
-from sisock import connect, contract
+from sisock import contract, runtime
 from sisock.base import DataNodeServer
+from sisock.runtime import Setting
 
 TIMELINE = "sensors"
 DEFAULT_INTERVAL = 5.0
@@ -305,8 +303,28 @@ def sampler_from_env(env=None, interval: float | None = None) -> Sampler:
 # -- the server ---------------------------------------------------------------------
 
 class SensorsServer(DataNodeServer):
+    """Serve live temperatures and load of this host.
+
+    Sampling starts with the process, not with the first session, so the
+    buffer fills even while the router is unreachable.
+    """
+
     name = "sensors"
     description = f"Live readings of {socket.gethostname()}"
+    script = "sisock-sensors-server"
+    settings = (
+        Setting("interval", flag="--interval", type=float, default=None,
+                help=f"seconds between samples (also SENSORS_INTERVAL; default {DEFAULT_INTERVAL:g}, "
+                     f"at least {MIN_INTERVAL:g})"),
+    )
+
+    @classmethod
+    def prepare(cls, settings):
+        from twisted.internet import reactor
+
+        sampler = sampler_from_env(interval=settings.interval)
+        reactor.callWhenRunning(sampler.start)  # sample even while the router is unreachable
+        return {"sampler": sampler}
 
     def __init__(self, config=None, sampler: Sampler | None = None):
         super().__init__(config)
@@ -339,21 +357,7 @@ class SensorsServer(DataNodeServer):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="sisock-sensors-server",
-                                     description="Serve live temperatures and load of this host.")
-    parser.add_argument("--interval", type=float, default=None,
-                        help=f"seconds between samples (also SENSORS_INTERVAL; default {DEFAULT_INTERVAL:g}, "
-                             f"at least {MIN_INTERVAL:g})")
-    args = parser.parse_args(argv)
-    try:
-        sampler = sampler_from_env(interval=args.interval)
-    except (OSError, ValueError) as exc:
-        print(f"sisock-sensors-server: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    from twisted.internet import reactor
-
-    reactor.callWhenRunning(sampler.start)  # sample even while the router is unreachable
-    raise SystemExit(connect.run(functools.partial(SensorsServer, sampler=sampler)))
+    runtime.run(SensorsServer, argv)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ sampled independently.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import io
 import os
 import sys
@@ -25,9 +23,10 @@ from typing import NamedTuple
 import numpy as np
 import txaio
 
-from sisock import config, connect, contract
+from sisock import config, contract
 from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU
+from sisock.runtime import Setting
 
 log = txaio.make_logger()
 
@@ -261,11 +260,31 @@ def _sorted_unique(t: np.ndarray, v: np.ndarray):
     return t, v
 
 
+def cache_bytes_from_env(env=None) -> int:
+    return int(config.positive_number("ARCHIVE_CACHE_MB", DEFAULT_CACHE_MB, env) * 1024 * 1024)
+
+
 class TextArchiveServer(DataNodeServer):
     """A DataNodeServer over one :class:`TextArchive`; subclasses set
-    :attr:`name`, :attr:`description` and :attr:`layout`."""
+    :attr:`name`, :attr:`description`, :attr:`layout`, :attr:`script` and a
+    docstring (the command's description). The archive and its cache are
+    made once per process, so a reconnection keeps what was parsed."""
 
     layout: Layout
+    settings = (
+        Setting("root", config.data_directory),
+        Setting("max_points", config.max_points),
+        Setting("cache_bytes", cache_bytes_from_env),
+    )
+
+    @classmethod
+    def prepare(cls, settings):
+        archive = TextArchive(settings.root, cls.layout, ByteLRU(settings.cache_bytes))
+        if not os.path.isdir(archive.folder):
+            print(f"{cls.script}: warning: {archive.folder} does not exist (yet); serving no fields until it does",
+                  file=sys.stderr, flush=True)
+        print(f"{cls.script}: serving {archive.folder} as {cls.name}", flush=True)
+        return {"archive": archive, "max_points": settings.max_points}
 
     def __init__(self, config=None, archive: TextArchive | None = None, max_points: int | None = None):
         super().__init__(config)
@@ -289,33 +308,3 @@ class TextArchiveServer(DataNodeServer):
         series = self.archive.series(field, start, end)
         timelines = [contract.Timeline(name, t, {name: v}) for name, (t, v) in series.items()]
         return contract.data_reply(field, timelines, start, end, stride or None)
-
-
-# -- running one ----------------------------------------------------------------
-
-
-def cache_bytes_from_env(env=None) -> int:
-    return int(config.positive_number("ARCHIVE_CACHE_MB", DEFAULT_CACHE_MB, env) * 1024 * 1024)
-
-
-def main(server: type[TextArchiveServer], prog: str, argv=None):
-    """Entry point shared by the text-archive servers: configuration errors
-    end in one line on stderr and exit code 2, before any connection."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=f"{server.description}. Reads DATA_DIRECTORY/{server.layout.subdir}; "
-        "MAX_POINTS caps points per field per reply; ARCHIVE_CACHE_MB bounds the parsed-file cache.")
-    parser.parse_args(argv)
-    try:
-        config.Settings.from_env()  # a bad router setting is reported before anything starts
-        root = config.data_directory()
-        max_points = config.max_points()
-        cache = ByteLRU(cache_bytes_from_env())
-    except ValueError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    archive = TextArchive(root, server.layout, cache)
-    if not os.path.isdir(archive.folder):
-        print(f"{prog}: warning: {archive.folder} does not exist (yet); serving no fields until it does",
-              file=sys.stderr, flush=True)
-    print(f"{prog}: serving {archive.folder} as {server.name}", flush=True)
-    raise SystemExit(connect.run(functools.partial(server, archive=archive, max_points=max_points)))

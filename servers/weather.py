@@ -14,19 +14,17 @@ for an hour, and the data slides forward as time passes without a restart.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import glob
 import math
 import os
-import sys
 import time
 from typing import NamedTuple
 
 import numpy as np
 
-from sisock import connect, contract
+from sisock import contract, runtime
 from sisock.base import DataNodeServer
+from sisock.runtime import Setting
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weather_data")
 HOUR = 3600
@@ -119,8 +117,25 @@ class Archive:
 
 
 class WeatherServer(DataNodeServer):
+    """Serve the example APEX weather archive.
+
+    The archive is read once per process, in :meth:`prepare`, and shared by
+    every session: a router restart then costs no re-reading, and a folder
+    that cannot be read stops the script before it connects.
+    """
+
     name = "apex_archive"
     description = "Archived APEX weather (example data)"
+    script = "sisock-weather-server"
+    settings = (
+        Setting("replay", replay_from_env, flag="--replay", action="store_true",
+                help="shift the archive to end at the current hour (also WEATHER_REPLAY=1)"),
+        Setting("data_dir", data_dir_from_env),
+    )
+
+    @classmethod
+    def prepare(cls, settings):
+        return {"replay": settings.replay, "archive": Archive(settings.data_dir)}
 
     def __init__(self, config=None, replay: bool | None = None, data_dir: str | None = None,
                  archive: Archive | None = None):
@@ -150,18 +165,7 @@ class WeatherServer(DataNodeServer):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="sisock-weather-server",
-                                     description="Serve the example APEX weather archive.")
-    parser.add_argument("--replay", action="store_true", default=None,
-                        help="shift the archive to end at the current hour (also WEATHER_REPLAY=1)")
-    args = parser.parse_args(argv)
-    try:
-        archive = Archive(data_dir_from_env())
-    except (OSError, ValueError) as exc:
-        print(f"sisock-weather-server: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    factory = functools.partial(WeatherServer, replay=args.replay, archive=archive)
-    raise SystemExit(connect.run(factory))
+    runtime.run(WeatherServer, argv)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import zipfile
 import pytest
 import yaml
 
+from sisock import server_registry
 from sisock.components import cli, crossbar, tls
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +51,7 @@ NOT_SISOCK = {"PYTHONUNBUFFERED"}
 #: router (sisock-crossbar without --no-hub); the thermometry service is the
 #: data-feed server with FEED=temperatures, and the guide shows how to add a
 #: plain data-feed service; the health probe is the image's HEALTHCHECK.
-NOT_A_SERVICE = {"sisock-hub", "sisock-data-feed-server", "sisock-healthcheck"}
+NOT_A_SERVICE = {"sisock-hub", server_registry.get("data-feed").script, "sisock-healthcheck"}
 #: Health probes of the third-party images, which ship them.
 THIRD_PARTY_PROBES = {"database": "healthcheck.sh", "grafana": "curl"}
 
@@ -494,6 +495,11 @@ def test_every_command_is_an_installed_console_script(compose):
         assert "entrypoint" not in service, name
         used.add(command[0])
     assert scripts - NOT_A_SERVICE - used == set(), "console scripts without a compose service"
+    # The table of servers, not only what was installed from it: a line
+    # added there without a service (or a reinstall) is caught too.
+    registered = {script for server in server_registry.SERVERS for script in (server.script, *server.companions)}
+    assert registered - scripts == set(), "servers of sisock/server_registry.py not installed: pip install -e ."
+    assert registered - NOT_A_SERVICE - used == set(), "servers of sisock/server_registry.py without a compose service"
 
 
 def test_command_arguments_parse(compose):

@@ -13,6 +13,7 @@ import re
 import pytest
 from autobahn.wamp.types import ComponentConfig
 
+from sisock import connect
 from sisock.demo import weather as gen
 from sisock.servers import weather
 from sisock.servers.weather import WeatherServer
@@ -227,7 +228,7 @@ def test_replay_from_environment(archive, monkeypatch, value, expected):
 
 def test_main_builds_sessions_from_one_archive(monkeypatch):
     made = []
-    monkeypatch.setattr(weather.connect, "run", lambda factory: made.append(factory) or 7)
+    monkeypatch.setattr(connect, "run", lambda factory: made.append(factory) or 7)
     with pytest.raises(SystemExit) as exit_info:
         weather.main(["--replay"])
     assert exit_info.value.code == 7
