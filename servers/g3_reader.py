@@ -31,7 +31,7 @@ from twisted.internet.defer import inlineCallbacks
 from sisock import config, contract, runtime
 from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU, Coalescer
-from sisock.downsample import grid_width, merge_on_grid
+from sisock.downsample import grid_width, merge_on_grid, sorted_unique, stride_for
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import Index, database_url, describe_url, error_reason, locate, open_index, unavailable
 from sisock.g3.summary import Summary, choose_level
@@ -218,14 +218,9 @@ def _summary_part(blocks: dict, field: str, start: float, end: float):
 
 
 def _join(parts):
-    t = np.concatenate([p[0] for p in parts])
-    v = np.concatenate([p[1] for p in parts])
-    if len(parts) > 1:
-        order = np.argsort(t, kind="stable")
-        t, v = t[order], v[order]
-        keep = np.r_[True, t[1:] != t[:-1]]  # a sample indexed in two files counts once
-        t, v = t[keep], v[keep]
-    return t, v
+    if len(parts) == 1:
+        return parts[0]
+    return sorted_unique(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 class G3Reader(DataNodeServer):
@@ -332,9 +327,7 @@ class G3Reader(DataNodeServer):
             self.log.info("the index database is reachable again")
 
     def _answer(self, field, start, end, min_stride):
-        stride = min_stride or 0
-        if self.max_points and end > start:
-            stride = max(stride, (end - start) / self.max_points)
+        stride = stride_for(min_stride, start, end, self.max_points)
         series = self.archive.panel(field, start, end, stride) if stride else None
         if series is not None:
             return contract.series_reply(field, series)

@@ -3,8 +3,9 @@
 Temperatures come from lm-sensors when it is installed, else straight from
 the kernel's sysfs; CPU, load, memory and disk use come from psutil, so a
 VM with no temperature sensors still has something to show. Everything is
-sampled together onto one timeline and kept in a fixed-size ring, so memory
-does not grow with uptime.
+sampled together onto one timeline and kept in a bounded ring
+(:class:`sisock.ring.TimeRing`, as the live feeds are), so memory does not
+grow with uptime.
 
 The sampler belongs to the process, not to the WAMP session:
 ``SensorsServer.prepare`` builds it once and every session a reconnection creates shares it, so a router
@@ -20,7 +21,6 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import numpy as np
@@ -30,6 +30,7 @@ from twisted.internet import task, threads
 
 from sisock import contract, runtime
 from sisock.base import DataNodeServer
+from sisock.ring import TimeRing
 from sisock.runtime import Setting
 
 TIMELINE = "sensors"
@@ -151,52 +152,6 @@ def system_readings(disk: str = "/") -> dict[str, float]:
     }
 
 
-# -- the buffer ---------------------------------------------------------------------
-
-class Ring:
-    """The last ``capacity`` samples of a fixed set of fields.
-
-    Preallocated, so memory is fixed at start whatever the uptime; times
-    must increase, as ``data_reply`` binary-searches them.
-    """
-
-    def __init__(self, fields, capacity: int):
-        self.fields = list(fields)
-        self.capacity = int(capacity)
-        self._row = {name: i for i, name in enumerate(self.fields)}
-        self._t = np.full(self.capacity, np.nan)
-        self._values = np.full((len(self.fields), self.capacity), np.nan)
-        self._next = 0
-        self._size = 0
-
-    def __len__(self):
-        return self._size
-
-    def append(self, t: float, values: dict):
-        """Fields missing from ``values`` get NaN; unknown ones are ignored.
-
-        A time not after the newest (the clock stepped back) restarts the
-        buffer rather than break its order.
-        """
-        if self._size and t <= self._t[(self._next - 1) % self.capacity]:
-            self._next = self._size = 0
-        i = self._next
-        self._t[i] = t
-        self._values[:, i] = np.nan
-        for name, value in values.items():
-            row = self._row.get(name)
-            if row is not None:
-                self._values[row, i] = value
-        self._next = (i + 1) % self.capacity
-        self._size = min(self._size + 1, self.capacity)
-
-    def snapshot(self):
-        """``(t, {field: values})``, oldest first, copies safe to use unlocked."""
-        order = (np.arange(self._size) + (self._next - self._size)) % self.capacity
-        values = self._values[:, order]
-        return self._t[order], {name: values[i] for i, name in enumerate(self.fields)}
-
-
 # -- the sampler --------------------------------------------------------------------
 
 class Sampler:
@@ -227,8 +182,9 @@ class Sampler:
             if name == "disk_percent":
                 description = f"{description} on {disk}"
             self.fields[name] = contract.field_info(TIMELINE, description, units)
-        self.ring = Ring(self.fields, math.ceil(float(buffer) / self.interval) + SLACK)
-        self._lock = threading.Lock()
+        samples = math.ceil(float(buffer) / self.interval) + SLACK
+        self.ring = TimeRing(float(buffer) + SLACK * self.interval, capacity=samples, max_samples=samples,
+                             channels=self.fields)
         self._missing: set[str] = set()
         self._loop = None
 
@@ -262,12 +218,15 @@ class Sampler:
         for name in sorted(self._missing - gone):
             self.log.info("{name} can be read again", name=name)
         self._missing = gone
-        with self._lock:
-            self.ring.append(t, values)
+        newest = self.ring.newest
+        if newest is not None and t <= newest:
+            # The clock stepped back: start afresh rather than serve the
+            # samples stamped in what is now the future as the latest.
+            self.ring.clear()
+        self.ring.extend([t], {name: [value] for name, value in values.items() if name in self.fields})
 
     def snapshot(self):
-        with self._lock:
-            return self.ring.snapshot()
+        return self.ring.snapshot()
 
     # Sampling runs in a worker thread: `sensors` and sysfs reads can take a
     # while, and the reactor must keep answering requests meanwhile.

@@ -26,6 +26,7 @@ import txaio
 from sisock import config, contract
 from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU
+from sisock.downsample import sorted_unique, stride_for
 from sisock.runtime import Setting
 
 log = txaio.make_logger()
@@ -209,7 +210,7 @@ class TextArchive:
             log.warn("{path}: skipped {n} malformed line(s)", path=f.path, n=parsed.malformed)
         self.malformed[f.path] = parsed.malformed
         t = to_unix(parsed.x, f.origin, f.unit)
-        return _sorted_unique(t, parsed.y)
+        return sorted_unique(t, parsed.y)
 
     def series(self, names, start: float, end: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{name: (t, values)}`` with ``start <= t <= end``; names without data left out."""
@@ -224,7 +225,7 @@ class TextArchive:
                     parts_t.append(t[lo:hi])
                     parts_v.append(v[lo:hi])
             if parts_t:
-                out[name] = _sorted_unique(np.concatenate(parts_t), np.concatenate(parts_v))
+                out[name] = sorted_unique(np.concatenate(parts_t), np.concatenate(parts_v))
         return out
 
     def fields_with_data(self, start: float, end: float) -> list[str]:
@@ -247,17 +248,6 @@ def to_unix(x: np.ndarray, origin: float, unit: float) -> np.ndarray:
     if unit == 1.0:
         return x + origin if origin else x
     return origin + np.round(x * (unit * 1000.0)) / 1000.0
-
-
-def _sorted_unique(t: np.ndarray, v: np.ndarray):
-    """Sorted by time, the first sample of each repeated time kept (files
-    of one field may overlap, e.g. both namings of a UCSC day)."""
-    if len(t) > 1 and not np.all(t[1:] > t[:-1]):
-        order = np.argsort(t, kind="stable")
-        t, v = t[order], v[order]
-        keep = np.r_[True, t[1:] != t[:-1]]
-        t, v = t[keep], v[keep]
-    return t, v
 
 
 def cache_bytes_from_env(env=None) -> int:
@@ -300,11 +290,7 @@ class TextArchiveServer(DataNodeServer):
         return contract.fields_reply(info)
 
     def _get_data_blocking(self, field, start, end, min_stride=None):
-        if isinstance(field, str):
-            field = [field]
-        stride = min_stride or 0
-        if self.max_points and end > start:
-            stride = max(stride, (end - start) / self.max_points)
+        stride = stride_for(min_stride, start, end, self.max_points)
         series = self.archive.series(field, start, end)
         timelines = [contract.Timeline(name, t, {name: v}) for name, (t, v) in series.items()]
         return contract.data_reply(field, timelines, start, end, stride or None)

@@ -13,6 +13,31 @@ import math
 import numpy as np
 
 
+def sorted_unique(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Samples in time order, each time once (its first sample kept).
+
+    Archives overlap: one g3 sample indexed in two files, one UCSC day under
+    both of its file names. Served twice, such a sample would draw a
+    vertical line and count double in a bucket. Already-sorted input (the
+    usual case) costs one comparison pass."""
+    if len(t) > 1 and not np.all(t[1:] > t[:-1]):
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+        keep = np.r_[True, t[1:] != t[:-1]]
+        t, v = t[keep], v[keep]
+    return t, v
+
+
+def stride_for(min_stride: float | None, start: float, end: float, max_points: int | None) -> float:
+    """Seconds between the samples a reply may hold: what the caller asked
+    for (``min_stride``), widened so that no field exceeds the server's
+    ``max_points`` (``MAX_POINTS``) over ``[start, end]``; 0 for no limit."""
+    stride = min_stride or 0.0
+    if max_points and end > start:
+        stride = max(stride, (end - start) / max_points)
+    return stride
+
+
 def bucket_starts(t: np.ndarray, t0: float, width: float, nbuckets: int | None = None) -> np.ndarray:
     """Index of the first sample of each non-empty bucket of ``width`` s.
 

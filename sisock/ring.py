@@ -17,7 +17,7 @@ import numpy as np
 class TimeRing:
     """Samples of co-sampled channels (one OCS block) over a sliding window."""
 
-    def __init__(self, span: float, capacity: int = 1024, max_samples: int = 20_000_000):
+    def __init__(self, span: float, capacity: int = 1024, max_samples: int = 20_000_000, channels=()):
         self.span = float(span)
         self.max_samples = int(max_samples)
         self.channels: dict[str, int] = {}
@@ -26,6 +26,23 @@ class TimeRing:
         self._head = 0  # first live sample
         self._tail = 0  # one past the last
         self.lock = threading.Lock()
+        for name in channels:  # known from the start: listed (NaN) before their first sample
+            self._add_channel(name)
+
+    @property
+    def capacity(self) -> int:
+        """The most samples held at once (the window may hold fewer)."""
+        return self.max_samples
+
+    @property
+    def newest(self) -> float | None:
+        with self.lock:
+            return float(self._t[self._tail - 1]) if self._tail > self._head else None
+
+    def clear(self):
+        """Forget every sample (the channels stay)."""
+        with self.lock:
+            self._head = self._tail = 0
 
     def __len__(self):
         return self._tail - self._head

@@ -87,3 +87,22 @@ def test_fields_reply_groups_timelines():
     )
     assert timeline == {"x": {"interval": 1.0, "field": ["a", "b"]}, "y": {"interval": None, "field": ["c"]}}
     assert field["a"] == {"description": None, "timeline": "x", "type": "number", "units": "K"}
+
+
+def test_sorted_unique_orders_and_keeps_the_first_of_each_time():
+    from sisock.downsample import sorted_unique
+
+    t, v = sorted_unique(np.array([3.0, 1.0, 2.0, 1.0]), np.array([30.0, 10.0, 20.0, 11.0]))
+    assert t.tolist() == [1.0, 2.0, 3.0] and v.tolist() == [10.0, 20.0, 30.0]
+    t0 = np.array([1.0, 2.0])
+    assert sorted_unique(t0, t0)[0] is t0  # sorted input is passed through
+
+
+def test_stride_for_widens_to_the_servers_cap():
+    from sisock.downsample import stride_for
+
+    assert stride_for(None, 0, 100, None) == 0
+    assert stride_for(5, 0, 100, None) == 5
+    assert stride_for(None, 0, 100, 10) == 10
+    assert stride_for(20, 0, 100, 10) == 20
+    assert stride_for(None, 100, 100, 10) == 0

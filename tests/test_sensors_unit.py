@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from autobahn.wamp.types import ComponentConfig
 
+from sisock.ring import TimeRing
 from sisock.servers import sensors
-from sisock.servers.sensors import Ring, Sampler, SensorsServer
+from sisock.servers.sensors import Sampler, SensorsServer
 
 SENSORS_U = """\
 coretemp-isa-0000
@@ -138,50 +139,63 @@ def test_kernel_temperatures_none(tmp_path):
 # -- the ring -------------------------------------------------------------------------
 
 
+def _ring(fields, capacity):
+    """The sensors' buffer: a TimeRing bounded by count, its fields fixed."""
+    return TimeRing(1e9, capacity=capacity, max_samples=capacity, channels=fields)
+
+
 def test_ring_before_and_after_wrapping():
-    ring = Ring(["a", "b"], 4)
+    ring = _ring(["a", "b"], 4)
     t, v = ring.snapshot()
     assert len(t) == 0 and len(v["a"]) == 0
     for i in range(3):
-        ring.append(float(i), {"a": i, "b": 10 * i})
+        ring.extend([float(i)], {"a": [i], "b": [10 * i]})
     t, v = ring.snapshot()
     assert t.tolist() == [0, 1, 2] and v["a"].tolist() == [0, 1, 2] and v["b"].tolist() == [0, 10, 20]
     for i in range(3, 11):
-        ring.append(float(i), {"a": i, "b": 10 * i})
+        ring.extend([float(i)], {"a": [i], "b": [10 * i]})
         assert len(ring) <= ring.capacity
         t, v = ring.snapshot()
         assert t.tolist() == list(range(max(0, i - 3), i + 1))
         assert v["a"].tolist() == t.tolist() and v["b"].tolist() == (10 * t).tolist()
-    assert len(ring) == 4 and ring._t.shape == (4,) and ring._values.shape == (2, 4)
+    assert len(ring) == 4 and ring._t.shape == (4,) and ring._v.shape == (2, 4)
 
 
 def test_ring_snapshot_is_a_copy():
-    ring = Ring(["a"], 3)
+    ring = _ring(["a"], 3)
     for i in range(5):
-        ring.append(float(i), {"a": i})
+        ring.extend([float(i)], {"a": [i]})
     t, v = ring.snapshot()
-    ring.append(9.0, {"a": 9})
+    ring.extend([9.0], {"a": [9]})
     assert t.tolist() == [2, 3, 4] and v["a"].tolist() == [2, 3, 4]
 
 
-def test_ring_missing_and_unknown_fields():
-    ring = Ring(["a", "b"], 3)
-    ring.append(1.0, {"a": 1, "b": 2})
-    ring.append(2.0, {"a": 3, "z": 4})
-    ring.append(3.0, {"a": 5, "b": 6})
-    ring.append(4.0, {"a": 7})  # overwrites the slot of t=1, whose b must not leak through
+def test_ring_missing_fields_read_nan():
+    ring = _ring(["a", "b"], 3)
+    ring.extend([1.0], {"a": [1], "b": [2]})
+    ring.extend([2.0], {"a": [3]})
+    ring.extend([3.0], {"a": [5], "b": [6]})
+    ring.extend([4.0], {"a": [7]})  # reuses the slot of t=1, whose b must not leak through
     t, v = ring.snapshot()
     assert t.tolist() == [2, 3, 4]
     assert np.isnan(v["b"][0]) and v["b"][1] == 6 and np.isnan(v["b"][2])
 
 
-def test_ring_clock_step_back_restarts():
-    ring = Ring(["a"], 5)
-    for i in range(3):
-        ring.append(100.0 + i, {"a": i})
-    ring.append(50.0, {"a": 9})
-    t, v = ring.snapshot()
-    assert t.tolist() == [50.0] and v["a"].tolist() == [9]
+def test_sampler_clock_step_back_restarts(tmp_path):
+    times = iter([100.0, 101.0, 102.0, 50.0])
+    s = Sampler(interval=1, buffer=60, sys_root=str(tmp_path), sensors=None, clock=lambda: next(times))
+    for _ in range(4):
+        s.sample()
+    t, v = s.snapshot()
+    assert t.tolist() == [50.0] and set(v) == set(s.fields)
+
+
+def test_sampler_ignores_fields_it_did_not_list(tmp_path):
+    s = Sampler(interval=1, buffer=60, sys_root=str(tmp_path), sensors=None)
+    s.read = lambda: {"cpu_percent": 1.0, "not_a_field": 2.0}
+    s.sample()
+    t, v = s.snapshot()
+    assert set(v) == set(s.fields) and v["cpu_percent"].tolist() == [1.0] and np.isnan(v["load_1m"][0])
 
 
 # -- the sampler and server --------------------------------------------------------------
