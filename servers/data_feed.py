@@ -45,7 +45,6 @@ class FeedBuffer:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self.log = log
-        self.received = 0
 
     def _warn_once(self, kind: str, message: str, **kw):
         if kind not in self._warned:
@@ -73,7 +72,6 @@ class FeedBuffer:
             return
         for key, block in blocks.items():
             self._take_block(key, block)
-        self.received += 1
 
     def _take_block(self, key, block):
         if not isinstance(block, dict):

@@ -70,8 +70,6 @@ class ByteLRU:
         self.max_bytes = int(max_bytes)
         self.sizeof = sizeof
         self.bytes = 0
-        self.hits = 0
-        self.misses = 0
         self._data: OrderedDict = OrderedDict()
         self._inflight = Coalescer()
         self._lock = threading.Lock()
@@ -83,7 +81,6 @@ class ByteLRU:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
-                self.hits += 1
                 return self._data[key][0]
             return default
 
@@ -119,7 +116,6 @@ class ByteLRU:
             again = self.get(key, _MISSING)  # a caller just before us may have stored it
             if again is not _MISSING:
                 return again
-            self.misses += 1
             result = compute()
             self.put(key, result)
             return result
