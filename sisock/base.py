@@ -7,11 +7,17 @@ environment once, at import, as the original's were fixed at import.
 A DataNodeServer announces itself to the hub after registering its two
 procedures, and again whenever a (re)started hub asks, so the registry heals
 after a hub or router restart without the server being restarted.
+
+A name is served by one process, unless its servers share it: each of them
+then registers the procedures with the same invocation policy of the
+router's shared registrations (:attr:`DataNodeServer.shared`), and the
+router hands every call to one of them.
 """
 
 from __future__ import annotations
 
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
 from twisted.internet import threads
 from twisted.internet.defer import inlineCallbacks
 
@@ -40,6 +46,16 @@ __all__ = [
 ]
 
 
+def _holder(error: str, policy: str | None) -> str | None:
+    """Who holds a procedure the router refused to register with ``policy``,
+    when sharing is the reason; None for two exclusive servers of one name."""
+    if error == contract.PROCEDURE_ALREADY_EXISTS and policy is not None:
+        return "a server that does not share it"
+    if error == contract.PROCEDURE_POLICY_CONFLICT:
+        return "servers that share it with another policy" if policy is not None else "servers that share it"
+    return None
+
+
 class DataNodeServer(AuthenticatedSession):
     """Base class of every DataNodeServer.
 
@@ -47,16 +63,28 @@ class DataNodeServer(AuthenticatedSession):
     :meth:`get_fields` / :meth:`get_data` (run in the reactor, may return
     Deferreds) or :meth:`_get_fields_blocking` / :meth:`_get_data_blocking`
     (run in a worker thread, for file and CPU work).
+
+    :attr:`shared` set to one of :data:`sisock.contract.SHARED_POLICIES`
+    (``"roundrobin"`` or ``"random"``) lets several processes serve one
+    name, the router choosing one of them for each call; every one of them
+    must say the same policy. Servers run by :func:`sisock.runtime.run` take
+    it from ``--shared`` or ``SISOCK_SHARED``; code building servers itself
+    sets it on the class or the instance. None (the default) is a name served
+    by this process alone.
     """
 
     name: str | None = None
     description: str | None = None
+    shared: str | None = None
 
     @inlineCallbacks
     def onJoin(self, details):
         self.log.info("joined {realm} as session {sid}", realm=details.realm, sid=details.session)
         if not self.name:
             raise ValueError(f"{type(self).__name__}.name must be set")
+        # A bad policy stops the session here, before anything is registered.
+        if self._policy is not None:
+            self.log.info("serving {n} together with other servers of that name ({p})", n=self.name, p=self._policy)
         self._registered = set()
         yield self._register_procedures()
         self._refused = False
@@ -67,27 +95,48 @@ class DataNodeServer(AuthenticatedSession):
         if result is not None:
             yield result
 
+    @property
+    def _policy(self) -> str | None:
+        """The invocation policy of a shared name, None for an exclusive one."""
+        try:
+            return contract.shared_policy(self.shared)
+        except ValueError as exc:
+            raise ValueError(f"{type(self).__name__}.shared {exc}") from None
+
     @inlineCallbacks
     def _register_procedures(self):
         """Register whichever of the two procedures this session does not
-        hold yet. While another server holds the name the router refuses
-        them; they are registered again when that server leaves."""
+        hold yet. While another server holds the name (or, for a shared
+        name, servers with another policy hold it) the router refuses them;
+        they are registered again when that server leaves."""
+        policy = self._policy
+        options = None if policy is None else RegisterOptions(invoke=policy)
         for proc, procedure in ((self.get_fields, contract.get_fields_procedure(self.name)),
                                 (self.get_data, contract.get_data_procedure(self.name))):
             if procedure in self._registered:
                 continue
             try:
-                yield self.register(proc, procedure)
+                yield self.register(proc, procedure, options=options)
                 self._registered.add(procedure)
                 self.log.debug("registered {p}", p=procedure)
             except ApplicationError as exc:
-                self.log.error("could not register {p}: {e}", p=procedure, e=exc.error)
+                holder = _holder(exc.error, policy)
+                if holder is None:
+                    self.log.error("could not register {p}: {e}", p=procedure, e=exc.error)
+                else:
+                    self.log.error("could not register {p}: {e}; it is held by {h}, and every server of one "
+                                   "name must be started with the same SISOCK_SHARED (or --shared)",
+                                   p=procedure, e=exc.error, h=holder)
 
     @inlineCallbacks
     def _announce(self, session_id):
         yield self._register_procedures()
+        policy = self._policy
+        # An exclusive node is announced exactly as servers always did, so
+        # hubs that know nothing of sharing keep accepting it.
+        sharing = {} if policy is None else {contract.SHARED_KEYWORD: policy}
         try:
-            accepted = yield self.call(contract.DATA_NODE_ADD, self.name, self.description, session_id)
+            accepted = yield self.call(contract.DATA_NODE_ADD, self.name, self.description, session_id, **sharing)
         except ApplicationError as exc:
             if exc.error == contract.NO_SUCH_PROCEDURE:
                 self.log.info("hub not running yet; will announce {n} when it starts", n=self.name)
@@ -95,11 +144,17 @@ class DataNodeServer(AuthenticatedSession):
                 self.log.error("hub refused to add {n}: {e}", n=self.name, e=exc.error)
             return False
         self._refused = not accepted
-        if accepted:
+        if accepted and policy is None:
             self.log.info("data node registered as {n}", n=self.name)
-        else:
+        elif accepted:
+            self.log.info("data node registered as {n}, shared ({p})", n=self.name, p=policy)
+        elif policy is None:
             self.log.error("hub refused data node {n}: the name is already taken; "
                            "will take over if the other server leaves", n=self.name)
+        else:
+            self.log.error("hub refused data node {n} shared ({p}): the name is served by a server that is "
+                           "exclusive or shares it with another policy (every server of one name needs the "
+                           "same SISOCK_SHARED); will take over if those servers leave", n=self.name, p=policy)
         return accepted
 
     def _on_hub_started(self, *args, **kwargs):

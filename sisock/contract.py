@@ -43,6 +43,7 @@ HUB_STARTED = uri("hub.started")
 #: Errors sisock raises.
 ERROR_INVALID_NAME = uri("error.invalid_name")
 ERROR_INDEX_UNAVAILABLE = uri("error.index_unavailable")
+ERROR_INVALID_SHARING = uri("error.invalid_sharing")
 
 #: The router's answer for a procedure nobody registered: consumers read it
 #: as "that node (or the hub) is not there", never as a failure.
@@ -96,6 +97,39 @@ def node_name_problem(name) -> str | None:
 
 def valid_node_name(name) -> bool:
     return node_name_problem(name) is None
+
+
+# -- shared data nodes -----------------------------------------------------------
+#
+# Several processes may serve one data node name. Each registers both
+# procedures with the same invocation policy of the router's shared
+# registrations, and the router picks one of them for every call. Each
+# announces itself with ``data_node.add(name, description, session_id,
+# shared=policy)``; without the keyword (every older server) the node is
+# exclusive, as it always was.
+
+#: Invocation policies a shared data node may use: the router's names.
+SHARED_POLICIES = ("roundrobin", "random")
+#: The keyword argument of ``data_node.add`` that says a node is shared.
+SHARED_KEYWORD = "shared"
+#: The router's invocation policy of a registration that is not shared.
+INVOKE_SINGLE = "single"
+
+#: The router's answers when a procedure is registered already: by an
+#: exclusive registrant, or by shared ones with another policy.
+PROCEDURE_ALREADY_EXISTS = "wamp.error.procedure_already_exists"
+PROCEDURE_POLICY_CONFLICT = "wamp.error.procedure_exists_with_different_invocation_policy"
+
+
+def shared_policy(value) -> str | None:
+    """The policy ``value`` names, None for an exclusive node (None or an
+    empty string); ValueError for anything else."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value in SHARED_POLICIES:
+        return value
+    raise ValueError(f"must be one of {', '.join(SHARED_POLICIES)} (or empty for an exclusive node), "
+                     f"got {value!r}")
 
 
 # -- arguments ----------------------------------------------------------------
@@ -223,11 +257,13 @@ class Timeline:
 
 
 def data_reply(requested: Iterable[str], timelines: Iterable[Timeline], start: float, end: float,
-               min_stride: float | None = None) -> dict:
+               min_stride: float | None = None, max_points: int | None = None) -> dict:
     """Answer ``get_data`` from in-memory timelines.
 
     Selects samples with ``start <= t <= end``; if ``min_stride`` asks for
-    fewer samples than the range holds, decimates with per-bucket min/max.
+    fewer samples than the range holds, keeps each field's per-bucket
+    minimum and maximum samples (:func:`sisock.downsample.decimate_timeline`),
+    on buckets widened until a timeline holds at most ``max_points``.
     Unknown fields come back as empty lists; a timeline is included only if
     one of the requested fields has data in the range.
     """
@@ -249,7 +285,7 @@ def data_reply(requested: Iterable[str], timelines: Iterable[Timeline], start: f
         t = tl.t[lo:hi]
         values = {name: tl.fields[name][lo:hi] for name in names}
         if min_stride and min_stride > 0 and len(t) > 1 and (t[-1] - t[0]) / (len(t) - 1) < min_stride:
-            t, values = decimate_timeline(t, values, float(min_stride), t0=float(start), t1=float(end))
+            t, values = decimate_timeline(t, values, float(min_stride), max_points=max_points)
         reply["timeline"][tl.name] = {"t": t, "finalized_until": tl.finalized_until}
         reply["data"].update(values)
     return to_wire(reply)

@@ -32,6 +32,13 @@ all optional, so any :class:`~sisock.base.DataNodeServer` can be run:
 
 The command's description (``--help``) is the first paragraph of the class
 docstring.
+
+Every :class:`~sisock.base.DataNodeServer` run here also takes
+``--shared POLICY`` (or ``SISOCK_SHARED=POLICY``, the flag winning), read
+by the runtime and not declared by the server: its sessions then set
+:attr:`~sisock.base.DataNodeServer.shared`, so that several processes serve
+one name, the router handing each call to one of them (``roundrobin`` or
+``random``). Unset or empty, the name is this process's alone.
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ from collections.abc import Callable, Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
-from sisock import config, connect
+from sisock import config, connect, contract
+from sisock.base import DataNodeServer
 
 #: What reading a setting or preparing the process may raise for a reason the
 #: user must fix (ConfigError is a ValueError): reported in one line, exit 2.
@@ -91,6 +99,30 @@ class Setting:
         return f"Setting({self.name!r}{', ' + self.flag if self.flag else ''})"
 
 
+#: The variable of :data:`SHARED`.
+SHARED_VARIABLE = "SISOCK_SHARED"
+
+
+def shared_policy(env: Mapping[str, str]) -> str | None:
+    """``SISOCK_SHARED``: the invocation policy of a shared name, None
+    (unset or empty) for a name served by one process."""
+    try:
+        return contract.shared_policy((env.get(SHARED_VARIABLE) or "").strip())
+    except ValueError as exc:
+        raise config.ConfigError(f"{SHARED_VARIABLE} {exc}") from None
+
+
+#: The setting the runtime reads for every DataNodeServer. Its help is
+#: the epilog of ``--help`` (see :func:`argument_parser`), so that the
+#: usage line stays the server's own.
+SHARED = Setting("shared", shared_policy, flag="--shared", metavar="POLICY", choices=contract.SHARED_POLICIES,
+                 help=argparse.SUPPRESS)
+
+SHARED_HELP = (f"Every DataNodeServer also takes --shared POLICY (or {SHARED_VARIABLE}=POLICY): serve the name "
+               f"together with the other processes started with the same POLICY, the router handing each call "
+               f"to one of them ({' or '.join(contract.SHARED_POLICIES)}).")
+
+
 def description(server) -> str | None:
     """The first paragraph of the server class's own docstring, on one line.
     Its own: an inherited one describes some other command."""
@@ -108,9 +140,16 @@ def declared(server) -> Iterable[Setting]:
     return getattr(server, "settings", ()) if isinstance(server, type) else ()
 
 
+def common(server) -> tuple[Setting, ...]:
+    """The settings the runtime reads itself: :data:`SHARED` for a DataNodeServer."""
+    return (SHARED,) if isinstance(server, type) and issubclass(server, DataNodeServer) else ()
+
+
 def argument_parser(server) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog_name(server), description=description(server))
-    for setting in declared(server):
+    extra = common(server)
+    parser = argparse.ArgumentParser(prog=prog_name(server), description=description(server),
+                                     epilog=SHARED_HELP if SHARED in extra else None)
+    for setting in (*declared(server), *extra):
         setting.add_to(parser)
     return parser
 
@@ -119,6 +158,23 @@ def read_settings(server, args: argparse.Namespace, env: Mapping[str, str] | Non
     """Every declared setting, read and checked; raises on the first bad one."""
     env = os.environ if env is None else env
     return SimpleNamespace(**{setting.name: setting.value(args, env) for setting in declared(server)})
+
+
+def read_common(server, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> SimpleNamespace:
+    """The runtime's own settings (:func:`common`), read and checked."""
+    env = os.environ if env is None else env
+    return SimpleNamespace(**{setting.name: setting.value(args, env) for setting in common(server)})
+
+
+def shared_sessions(make: Callable, policy: str) -> Callable:
+    """A session factory making ``make``'s sessions with ``shared = policy``."""
+
+    def make_shared(config=None):
+        session = make(config)
+        session.shared = policy
+        return session
+
+    return make_shared
 
 
 def session_arguments(server, settings: SimpleNamespace) -> dict:
@@ -144,6 +200,7 @@ def run(server, argv: list[str] | None = None) -> NoReturn:
     try:
         router = config.Settings.from_env()
         settings = read_settings(server, args)
+        runtime_settings = read_common(server, args)
         if slow:
             connect.load_trust(router)
     except REFUSALS as exc:
@@ -155,6 +212,9 @@ def run(server, argv: list[str] | None = None) -> NoReturn:
     except REFUSALS as exc:
         refuse(prog, exc)
     make = functools.partial(server, **kwargs) if kwargs else server
+    policy = getattr(runtime_settings, "shared", None)
+    if policy is not None:
+        make = shared_sessions(make, policy)
     # connect.run reads the router's settings again (they were only checked
     # above) and reports a missing certificate in the same one-line way.
     raise SystemExit(connect.run(make))
