@@ -134,6 +134,7 @@ class Extract:
     mtime_ns: int = 0
     ranges: dict | None = None
     blobs: list | None = None
+    facts: dict | None = None
     error: str | None = None       # damaged or unfinished past some frame
     unreadable: str | None = None  # nothing could be read
     missing: bool = False
@@ -147,7 +148,7 @@ def extract(full: str) -> Extract:
         return Extract(unreadable=str(exc))
     except FileNotFoundError:
         return Extract(missing=True)
-    return Extract(hk.size, hk.mtime_ns, hk.field_ranges(), summary_blobs(hk), hk.error)
+    return Extract(hk.size, hk.mtime_ns, hk.field_ranges(), summary_blobs(hk), facts=hk.field_facts(), error=hk.error)
 
 
 def scan_workers(env=None) -> int:
@@ -287,7 +288,8 @@ class Scanner:
         # retry always clears the file's rows first: a connection lost
         # during the commit may have lost only the acknowledgement.
         self._retrying(f"storing {c.path}", lambda retry: self.index.replace_file(
-            c.path, result.size, result.mtime_ns, result.ranges, result.error, result.blobs, known=known or retry))
+            c.path, result.size, result.mtime_ns, result.ranges, result.error, result.blobs, known=known or retry,
+            facts=result.facts))
 
 
 def _die_with_parent():

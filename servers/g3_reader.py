@@ -31,16 +31,30 @@ from twisted.internet.defer import inlineCallbacks
 from sisock import config, contract, runtime
 from sisock.base import DataNodeServer
 from sisock.cache import ByteLRU, Coalescer
-from sisock.downsample import grid_width, merge_on_grid, sorted_unique, stride_for
+from sisock.downsample import (
+    T_FIRST,
+    T_LAST,
+    N,
+    answer_keys,
+    bucket_width,
+    extreme_points,
+    m4_indices,
+    m4_merge,
+    sample_stats,
+    sorted_unique,
+    stride_for,
+)
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import Index, database_url, describe_url, error_reason, locate, open_index, unavailable
-from sisock.g3.summary import Summary, choose_level
+from sisock.g3.summary import Summary, choose_level, restore_type
 from sisock.runtime import Setting
 
 DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
 #: itself again so consumers (the HTTP bridge) refresh its field list.
 WATCH_SECONDS = 10.0
+#: The contract's field types of the index's kinds.
+FIELD_TYPES = {"float": "number", "int": "number", "bool": "bool", "string": "string"}
 #: The error of every request made while the index database is unreachable.
 INDEX_UNAVAILABLE = contract.ERROR_INDEX_UNAVAILABLE
 
@@ -104,9 +118,9 @@ class Archive:
                     out[name] = (t, column)
         return out
 
-    def locate(self, names, start: float, end: float):
-        """:func:`sisock.g3.index.locate` on per-name file tables cached
-        until the index changes (one primary-key read per request, not a join)."""
+    def tables(self, names) -> list:
+        """Each name's :class:`~sisock.g3.index.NameTable`, cached until
+        the index changes (one primary-key read per request, not a join)."""
         generation = self.index.generation()
         tables, missing = [], []
         for name in set(names):
@@ -119,17 +133,40 @@ class Archive:
             for name, table in self.index.name_tables(missing).items():
                 tables.append(table)
                 self.cache.put(("files", generation, name), table)
-        return locate(tables, _us(start), _us(end) + 1)
+        return tables
 
-    def series(self, names, start: float, end: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``{full name: (t, values)}``: every sample within ``[start, end]``, sorted by time."""
+    def locate(self, names, start: float, end: float):
+        """:func:`sisock.g3.index.locate` on the names' cached tables."""
+        return locate(self.tables(names), _us(start), _us(end) + 1)
+
+    def estimate(self, names, start: float, end: float, stride: float) -> float:
+        """About how many points an answer holds, from the index alone: per
+        name, the samples the range holds, or two per answer bucket when
+        that is fewer. Cheap enough to run before every request."""
+        buckets = (end - start) / bucket_width(stride) + 2 if stride else float("inf")
+        return sum(min(table.samples_in(_us(start), _us(end) + 1), 2 * buckets) for table in self.tables(names))
+
+    def series(self, names, start: float, end: float, width: float | None = None):
+        """``{full name: (t, values)}``: every sample within ``[start, end]``,
+        sorted by time. With ``width``, each file's samples are reduced to
+        their minimum and maximum per bucket of that grid as they are read,
+        so a long range never holds all its samples at once (decimating the
+        result on the same grid gives what decimating everything would)."""
         locations, _ = self.locate(names, start, end)
         chunks = defaultdict(list)
         for loc in locations:
             part = self._raw(loc, start, end)
+            if part is not None and width:
+                keep = m4_indices(part[0], part[1], width)
+                part = (part[0][keep], part[1][keep])
             if part is not None:
                 chunks[loc.name].append(part)
-        return {name: _join(parts) for name, parts in chunks.items()}
+        out = {name: _join(parts) for name, parts in chunks.items()}
+        if width:  # buckets that span two files: once more on the whole
+            for name, (t, v) in out.items():
+                keep = m4_indices(t, v, width)
+                out[name] = (t[keep], v[keep])
+        return out
 
     def _raw(self, loc, start, end):
         samples = self.provider_samples(loc.path, loc.provider)
@@ -152,7 +189,9 @@ class Archive:
         if missing:
             fetched = defaultdict(dict)
             for (feed, block), blob in self.index.summaries(missing, level).items():
-                fetched[feed][block] = Summary.decode(blob)
+                summary = Summary.decode(blob)
+                if summary is not None:  # another format: the file is read raw until rescanned
+                    fetched[feed][block] = summary
             for feed in missing:
                 out[feed] = fetched.get(feed, {})
                 self.cache.put(("summary", feed, level), out[feed])
@@ -160,60 +199,79 @@ class Archive:
 
     def panel(self, names, start: float, end: float, min_stride: float):
         """``{name: (t, values)}`` decimated to ``min_stride`` from summaries,
-        or None when the stride is finer than the finest summary.
+        or None when answer buckets are too narrow for the finest summary.
 
-        Answer buckets are a multiple of the summary level wide and aligned
-        like the summaries, so each holds whole summary buckets and its min
-        and max are those of its samples. Raw samples fill in where
-        summaries cannot be used as they are: a name's newest file (it may
-        have grown since it was summarized) and files cut by the range's
-        edges, so every point is a real sample inside ``[start, end]``.
+        Answer buckets are cut on the summary grid, each summary bucket
+        going to the answer bucket holding its middle, so each answer bucket
+        holds whole summary buckets and its minimum and maximum are those of
+        its samples, at their own times. Raw samples fill in where summaries
+        cannot be used as they are: a name's newest file (it may have grown
+        since it was summarized), files cut by the range's edges and string
+        fields, so every point is a real sample inside ``[start, end]``.
         """
-        level = choose_level(min_stride)
+        width = bucket_width(min_stride)
+        level = choose_level(width)
         if level is None:
             return None
-        width = grid_width(min_stride, level)
         locations, newest = self.locate(names, start, end)
         summarized = [loc for loc in locations if newest.get(loc.name) != loc.feed_id]
         summaries = self.summaries({loc.feed_id for loc in summarized}, level)
-        parts = defaultdict(list)
+        parts, texts, kinds = defaultdict(list), defaultdict(list), {}
         for loc in locations:
             piece = None
             if newest.get(loc.name) != loc.feed_id:
-                piece = _summary_part(summaries.get(loc.feed_id, {}), loc.field, start, end)
+                piece = _summary_part(summaries.get(loc.feed_id, {}), loc.field, start, end, width)
             if piece is None:
                 raw = self._raw(loc, start, end)
                 if raw is None:
                     continue
                 t, v = raw
-                v = np.asarray(v, dtype=np.float64)
-                piece = (t, t, v, v, np.ones(len(t), dtype=bool))
-            if len(piece[0]):
-                parts[loc.name].append(piece)
+                v = np.asarray(v)
+                if v.dtype.kind not in "fiub":
+                    texts[loc.name].append(raw)
+                    continue
+                stats = sample_stats(t, v.astype(np.float64)[None, :])[:, 0]
+                piece = (answer_keys(t, width, level), stats, v.dtype.kind)
+            if piece[1].shape[1]:
+                parts[loc.name].append(piece[:2])
+                kinds.setdefault(loc.name, piece[2])
         out = {}
         for name, pieces in parts.items():
-            columns = [np.concatenate([p[i] for p in pieces]) for i in range(5)]
-            out[name] = merge_on_grid(*columns, width)
+            keys = np.concatenate([p[0] for p in pieces])
+            stats = np.concatenate([p[1] for p in pieces], axis=1)
+            if np.any(keys[1:] < keys[:-1]):  # overlapping files: order by bucket, then time
+                order = np.lexsort((stats[T_FIRST], keys))
+                keys, stats = keys[order], stats[:, order]
+            _, merged = m4_merge(keys, stats[:, None, :])
+            t, v = extreme_points(merged[:, 0])
+            out[name] = (t, restore_type(v, kinds.get(name)))
+        for name, pieces in texts.items():
+            t, v = _join(pieces)
+            keep = m4_indices(t, v, width)
+            out[name] = (t[keep], v[keep])
         return out
 
 
-def _summary_part(blocks: dict, field: str, start: float, end: float):
-    """The field's buckets inside ``[start, end]``; None if the summary does
-    not hold the field or a bucket straddles an edge (raw data must decide)."""
+def _summary_part(blocks: dict, field: str, start: float, end: float, width: float):
+    """``(answer bucket keys, stats)`` of the field's summary buckets inside
+    ``[start, end]``; None if no summary holds the field or a bucket
+    straddles an edge (raw data must decide)."""
     for summary in blocks.values():
         stats = summary.fields.get(field)
         if stats is None:
             continue
-        t_first, t_last = summary.t_first, summary.t_last
-        if len(t_first) and t_first[0] >= start and t_last[-1] <= end:  # the usual case: all inside
-            sl = slice(None)
-        else:
-            lo = np.searchsorted(t_last, start, side="left")
-            hi = np.searchsorted(t_first, end, side="right")
+        bucket = summary.bucket
+        has = stats[N] > 0
+        if not has.all():
+            stats, bucket = stats[:, has], bucket[has]
+        t_first, t_last = stats[T_FIRST], stats[T_LAST]
+        if len(t_first) and not (t_first[0] >= start and t_last[-1] <= end):
+            lo = int(np.searchsorted(t_last, start, side="left"))
+            hi = int(np.searchsorted(t_first, end, side="right"))
             if (lo < len(t_first) and t_first[lo] < start) or (hi > 0 and t_last[hi - 1] > end):
                 return None
-            sl = slice(lo, hi)
-        return t_first[sl], t_last[sl], stats["min"][sl], stats["max"][sl], stats["min_first"][sl]
+            stats, bucket = stats[:, lo:hi], bucket[lo:hi]
+        return np.floor((bucket + 0.5) * summary.level / width), stats, summary.kinds.get(field, "f")
     return None
 
 
@@ -297,8 +355,8 @@ class G3Reader(DataNodeServer):
 
     def _get_fields_blocking(self, start, end):
         with self._index_errors():
-            names = self.archive.index.names(_us(start), _us(end) + 1)
-        info = {name: contract.field_info(name, type="number") for name in names}
+            kinds = self.archive.index.kinds(_us(start), _us(end) + 1)
+        info = {name: contract.field_info(name, type=FIELD_TYPES.get(kind, "number")) for name, kind in kinds.items()}
         return contract.fields_reply(info)
 
     def _get_data_blocking(self, field, start, end, min_stride=None):
@@ -328,12 +386,18 @@ class G3Reader(DataNodeServer):
 
     def _answer(self, field, start, end, min_stride):
         stride = stride_for(min_stride, start, end, self.max_points)
+        points = self.archive.estimate(field, start, end, stride)
+        if 2 * points > contract.MAX_REPLY_VALUES:  # a time and a value per point
+            self.log.warn("refusing get_data of {n} field(s) over {s:.0f} s: about {p:.0f} points, more than one "
+                          "reply carries; ask with min_stride or set MAX_POINTS", n=len(field), s=end - start,
+                          p=points)
+            return False
         series = self.archive.panel(field, start, end, stride) if stride else None
         if series is not None:
             return contract.series_reply(field, series)
-        series = self.archive.series(field, start, end)
+        series = self.archive.series(field, start, end, bucket_width(stride) if stride else None)
         timelines = [contract.Timeline(name, t, {name: v}, finalized_until=None) for name, (t, v) in series.items()]
-        return contract.data_reply(field, timelines, start, end, stride or None)
+        return contract.data_reply(field, timelines, start, end, stride or None, self.max_points)
 
 
 def _warm_up(index: Index):

@@ -293,4 +293,4 @@ class TextArchiveServer(DataNodeServer):
         stride = stride_for(min_stride, start, end, self.max_points)
         series = self.archive.series(field, start, end)
         timelines = [contract.Timeline(name, t, {name: v}) for name, (t, v) in series.items()]
-        return contract.data_reply(field, timelines, start, end, stride or None)
+        return contract.data_reply(field, timelines, start, end, stride or None, self.max_points)

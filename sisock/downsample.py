@@ -1,16 +1,27 @@
-"""Spike-preserving decimation: every bucket keeps its minimum and maximum.
+"""Downsampling that only ever returns real samples (M4, Jugel et al. 2014).
 
-Stride or mean decimation hides a one-sample glitch in a week-long panel;
-min/max decimation shows it, at the cost of two points per bucket instead of
-one. Everything here is a handful of numpy passes over the input (no Python
-loop per sample), so it is cheap enough to run on every request.
+A panel cannot draw more than one column of pixels per interval, but a
+one-sample glitch must still show, at the time it happened. So time is cut
+into buckets ``2 * min_stride`` wide, aligned on the epoch (the same request
+gives the same buckets, and a panel that slides forward keeps its old
+buckets), and each bucket contributes the samples holding its minimum and
+its maximum: real samples, at their own times, two per bucket, so points are
+on average ``min_stride`` apart. String fields contribute their first and
+last sample per bucket instead.
+
+Coarser statistics (first, last, min, max with their times, count, sum) are
+merged by :func:`m4_merge`, the one kernel the scan-time summaries and the
+g3-reader share. Everything is a handful of numpy passes (no Python loop
+per sample or per bucket).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+#: Rows of a statistics array (shape ``(len(STATS), fields, buckets)``).
+STATS = ("n", "sum", "t_first", "first", "t_last", "last", "t_min", "min", "t_max", "max")
+N, SUM, T_FIRST, FIRST, T_LAST, LAST, T_MIN, MIN, T_MAX, MAX = range(len(STATS))
 
 
 def sorted_unique(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,145 +45,204 @@ def stride_for(min_stride: float | None, start: float, end: float, max_points: i
     ``max_points`` (``MAX_POINTS``) over ``[start, end]``; 0 for no limit."""
     stride = min_stride or 0.0
     if max_points and end > start:
-        stride = max(stride, (end - start) / max_points)
+        stride = max(stride, stride_for_points(end - start, max_points))
     return stride
 
 
-def bucket_starts(t: np.ndarray, t0: float, width: float, nbuckets: int | None = None) -> np.ndarray:
-    """Index of the first sample of each non-empty bucket of ``width`` s.
+def stride_for_points(span: float, max_points: int) -> float:
+    """The stride at which ``span`` seconds fit ``max_points`` points.
 
-    ``t`` must be sorted. Buckets are aligned on ``t0`` so the same request
-    always produces the same buckets (panels do not flicker on refresh).
-    With ``nbuckets``, samples past the last bucket (the range's closing
-    instant) are folded into it, so the bucket count is exact.
+    Buckets are epoch-aligned and two points each, so the range's two
+    partial buckets may add four points: the stride leaves room for them,
+    and an answer decimated at it fits without being decimated again.
     """
-    if len(t) == 0:
+    usable = max_points - 4 if max_points > 8 else max_points
+    return span / max(usable, 1)
+
+
+def bucket_width(min_stride: float) -> float:
+    """Answer buckets for a stride: two points each, ``min_stride`` apart on average."""
+    return 2.0 * float(min_stride)
+
+
+def group_starts(keys: np.ndarray) -> np.ndarray:
+    """Index of the first element of each run of equal ``keys`` (sorted)."""
+    if len(keys) == 0:
         return np.zeros(0, dtype=np.intp)
-    b = np.floor((np.asarray(t, dtype=np.float64) - t0) / width)
-    if nbuckets is not None:
-        b = np.minimum(b, nbuckets - 1)
-    return np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
 
 
-def bucket_count(span: float, width: float) -> int:
-    """Whole buckets in ``span``; a partial last bucket is merged into the one before."""
-    return max(1, math.floor(span / width + 1e-9))
+def buckets_of(t: np.ndarray, width: float) -> np.ndarray:
+    """Epoch-aligned bucket number of each time."""
+    return np.floor(np.asarray(t, dtype=np.float64) / width)
 
 
-def _first_index_where(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per bucket, the first index where ``mask`` holds (len(mask) if none)."""
-    n = len(mask)
-    positions = np.where(mask, np.arange(n), n)
-    return np.minimum.reduceat(positions, starts)
+def answer_keys(t, width: float, level: float | None = None) -> np.ndarray:
+    """The answer bucket of each time: ``floor(t / width)``, or, when the
+    answer is built from summaries of ``level`` s, the answer bucket holding
+    the middle of the time's summary bucket (answer buckets are then cut on
+    the summary grid, each within a summary bucket of ``width``)."""
+    t = np.asarray(t, dtype=np.float64)
+    if level is None:
+        return np.floor(t / width)
+    return np.floor((np.floor(t / level) + 0.5) * level / width)
 
 
-def extrema(values: np.ndarray, starts: np.ndarray):
-    """Per bucket: (min, max, index of min, index of max); NaNs ignored."""
+def extreme_indices(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bucket, the index of its first minimum and first maximum sample
+    (``len(values)`` for a bucket holding only NaN)."""
     v = np.asarray(values, dtype=np.float64)
-    lo = np.fmin.reduceat(v, starts)
-    hi = np.fmax.reduceat(v, starts)
-    ends = np.r_[starts[1:], len(v)]
-    bucket = np.repeat(np.arange(len(starts)), ends - starts)
-    i_lo = _first_index_where(v == lo[bucket], starts)
-    i_hi = _first_index_where(v == hi[bucket], starts)
-    return lo, hi, i_lo, i_hi
+    n = len(v)
+    sizes = np.diff(np.r_[starts, n])
+    positions = np.arange(n)
+    out = []
+    for reduce in (np.fmin, np.fmax):
+        extreme = np.repeat(reduce.reduceat(v, starts), sizes)
+        out.append(np.minimum.reduceat(np.where(v == extreme, positions, n), starts))
+    return out[0], out[1]
 
 
-def minmax_indices(t: np.ndarray, values: np.ndarray, max_points: int) -> np.ndarray:
-    """Indices of the samples to keep so at most ``max_points`` remain.
+def m4_indices(t: np.ndarray, values, width: float) -> np.ndarray:
+    """Sorted indices of the samples one series keeps on a grid of ``width``
+    seconds: each bucket's minimum and maximum (numbers), or its first and
+    last sample (anything else). ``t`` must be sorted."""
+    n = len(t)
+    if n == 0 or not width > 0:
+        return np.arange(n)
+    starts = group_starts(buckets_of(t, width))
+    if len(starts) == n:
+        return np.arange(n)  # no bucket holds two samples: nothing to drop
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        a, b = extreme_indices(values, starts)
+    else:
+        a, b = starts, np.r_[starts[1:], n] - 1
+    keep = np.unique(np.r_[a, b])
+    return keep[keep < n]
 
-    For one series: each bucket keeps its minimum and maximum sample at their
-    true times. Used by the HTTP bridge as the safety net on ``maxDataPoints``.
+
+def decimate_timeline(t: np.ndarray, fields: dict, min_stride: float, t0: float | None = None,
+                      t1: float | None = None, max_points: int | None = None):
+    """Decimate one timeline shared by several fields.
+
+    Every field keeps its bucket minimum and maximum; the timeline keeps the
+    union of those samples, and each field its own value at each of them,
+    so all fields still share one time axis and every point is a real
+    sample. A consumer that wants two points per bucket and field takes
+    each field's extremes per bucket again (the HTTP bridge does), which
+    gives exactly what decimating the field alone would. With
+    ``max_points``, buckets are doubled until the timeline fits. (``t0``
+    and ``t1`` are accepted for older callers; buckets are aligned on the
+    epoch.) Returns ``(t, {field: values})`` as numpy arrays.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    width = bucket_width(min_stride)
+    arrays = {name: np.asarray(values) for name, values in fields.items()}
+    while True:
+        picks = [m4_indices(t, v, width) for v in arrays.values()]
+        keep = np.unique(np.concatenate(picks)).astype(np.intp) if picks else np.zeros(0, np.intp)
+        if not max_points or len(keep) <= max_points or len(keep) <= 2:
+            return t[keep], {name: v[keep] for name, v in arrays.items()}
+        width *= 2.0
+
+
+def cap_indices(t: np.ndarray, values, max_points: int, min_stride: float | None = None) -> np.ndarray:
+    """Indices of at most ``max_points`` samples of one sorted series.
+
+    The series is bucketed on the grid a data node uses for ``min_stride``,
+    so a node's answer passes through unchanged and an undecimated one is
+    decimated the same way; the grid is doubled until the cap holds.
     """
     n = len(t)
     if n <= max_points:
         return np.arange(n)
     if max_points < 2:
-        return np.arange(min(n, max(max_points, 0)))
-    nbuckets = max_points // 2
-    t0 = float(t[0])
-    width = (float(t[-1]) - t0) / nbuckets
-    if width <= 0:
+        return np.arange(max(max_points, 0))
+    span = float(t[-1] - t[0])
+    width = bucket_width(min_stride) if min_stride else 0.0
+    width = max(width, 2.0 * span / max(max_points - 4, 1) if max_points > 8 else 2.0 * span / max_points)
+    if not width > 0:
         return np.arange(max_points)
-    starts = bucket_starts(t, t0, width, nbuckets)
-    _, _, i_lo, i_hi = extrema(values, starts)
-    keep = np.unique(np.r_[i_lo, i_hi])
-    return keep[keep < n]
+    while True:
+        keep = m4_indices(t, values, width)
+        if len(keep) <= max_points:
+            return keep
+        width *= 2.0
 
 
-def decimate_timeline(t: np.ndarray, fields: dict, min_stride: float, t0: float, t1: float | None = None):
-    """Decimate one timeline shared by several fields.
+def minmax_indices(t: np.ndarray, values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of the samples to keep so at most ``max_points`` remain, each
+    bucket keeping its minimum and maximum at their true times."""
+    return cap_indices(np.asarray(t, dtype=np.float64), values, max_points)
 
-    Buckets are ``2 * min_stride`` wide and contribute two samples (at the
-    bucket's first and last sample times), so samples are on average at
-    least ``min_stride`` apart. Each field puts its bucket minimum and
-    maximum on those two times, in the order they occurred, so values are
-    exact and every spike survives; a spike's time is known to within the
-    bucket. Buckets holding a single sample are passed through unchanged.
-    With the range's end ``t1``, at most ``(t1 - t0) / min_stride`` samples
-    come out. Returns ``(t, {field: values})`` as numpy arrays.
+
+# -- statistics of buckets ------------------------------------------------------
+
+
+def sample_stats(t: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Samples as one-sample buckets: ``(len(STATS), fields, samples)``.
+    NaN values are missing samples (count 0)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    valid = ~np.isnan(matrix)
+    times = np.broadcast_to(np.asarray(t, dtype=np.float64), matrix.shape)
+    times = np.where(valid, times, np.nan)
+    out = np.empty((len(STATS), *matrix.shape))
+    out[N] = valid
+    out[SUM] = np.where(valid, matrix, 0.0)
+    for trow, vrow in ((T_FIRST, FIRST), (T_LAST, LAST), (T_MIN, MIN), (T_MAX, MAX)):
+        out[trow] = times
+        out[vrow] = matrix
+    return out
+
+
+def m4_merge(keys: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge consecutive buckets (or samples) with equal ``keys``.
+
+    ``stats`` is ``(len(STATS), fields, buckets)`` in time order; ``keys``
+    (sorted, one per bucket) says which merged bucket each belongs to.
+    Counts and sums add up; first and last are those of the first and last
+    bucket holding samples; min and max are the extremes, with the time of
+    their first occurrence. Returns ``(keys of the merged buckets, stats)``.
     """
-    t = np.asarray(t, dtype=np.float64)
-    width = 2.0 * min_stride
-    nbuckets = None if t1 is None else bucket_count(t1 - t0, width)
-    starts = bucket_starts(t, t0, width, nbuckets)
-    ends = np.r_[starts[1:], len(t)] - 1
-    single = starts == ends
-    first_t, last_t = t[starts], t[ends]
-    out_t = np.column_stack([first_t, last_t]).ravel()
-    keep = np.column_stack([np.ones_like(single), ~single]).ravel()
-    out = {}
-    for name, values in fields.items():
-        values = np.asarray(values)
-        if values.dtype.kind not in "fiub":  # strings: a bucket's first and last readings
-            out[name] = np.column_stack([values[starts], values[ends]]).ravel()[keep]
-            continue
-        lo, hi, i_lo, i_hi = extrema(values, starts)
-        lo_first = i_lo <= i_hi
-        a = np.where(lo_first, lo, hi)
-        b = np.where(lo_first, hi, lo)
-        out[name] = np.column_stack([a, b]).ravel()[keep]
-    return out_t[keep], out
+    nb = stats.shape[2]
+    fields = stats.shape[1]
+    if nb == 0:
+        return keys[:0], stats[:, :, :0]
+    starts = group_starts(keys)
+    sizes = np.diff(np.r_[starts, nb])
+    positions = np.arange(nb)
+    has = stats[N] > 0
+    out = np.empty((len(STATS), fields, len(starts)))
+    out[N] = np.add.reduceat(stats[N], starts, axis=1)
+    out[SUM] = np.add.reduceat(stats[SUM], starts, axis=1)
+    nan_column = np.full((fields, 1), np.nan)
+
+    def take(index, row):
+        padded = np.concatenate([stats[row], nan_column], axis=1)  # index nb: no sample
+        return np.take_along_axis(padded, index, axis=1)
+
+    i_first = np.minimum.reduceat(np.where(has, positions, nb), starts, axis=1)
+    i_last = np.maximum.reduceat(np.where(has, positions, -1), starts, axis=1)
+    i_last = np.where(i_last < 0, nb, i_last)
+    for index, trow, vrow in ((i_first, T_FIRST, FIRST), (i_last, T_LAST, LAST)):
+        out[trow], out[vrow] = take(index, trow), take(index, vrow)
+    for reduce, trow, vrow in ((np.fmin, T_MIN, MIN), (np.fmax, T_MAX, MAX)):
+        extreme = reduce.reduceat(stats[vrow], starts, axis=1)
+        hit = stats[vrow] == np.repeat(extreme, sizes, axis=1)
+        index = np.minimum.reduceat(np.where(hit, positions, nb), starts, axis=1)
+        out[trow], out[vrow] = take(index, trow), extreme
+    return keys[starts], out
 
 
-def merge_on_grid(t_first, t_last, lo, hi, lo_first, width: float):
-    """Min/max points on an epoch-aligned grid of ``width`` s, from buckets.
-
-    The inputs are finer buckets (or single samples, with ``t_first ==
-    t_last`` and ``lo == hi``) that each fall inside one grid bucket, as
-    summaries aligned on a divisor of ``width`` do. Each grid bucket yields
-    its minimum and maximum, in the order they occurred, at its first and
-    last sample times; a bucket holding one value yields one point.
-    Returns ``(t, values)``.
-    """
-    t_first = np.asarray(t_first, dtype=np.float64)
-    if len(t_first) == 0:
-        return np.zeros(0), np.zeros(0)
-    if np.any(t_first[1:] < t_first[:-1]):
-        order = np.argsort(t_first, kind="stable")
-        t_first, t_last, lo, hi, lo_first = (np.asarray(a)[order] for a in (t_first, t_last, lo, hi, lo_first))
-    bucket = np.floor(t_first / width)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], len(t_first)]
-    size = ends - starts
-    b_lo = np.fmin.reduceat(lo, starts)
-    b_hi = np.fmax.reduceat(hi, starts)
-    i_lo = _first_index_where(lo == np.repeat(b_lo, size), starts)
-    i_hi = _first_index_where(hi == np.repeat(b_hi, size), starts)
-    same = i_lo == i_hi
-    flag = np.asarray(lo_first, dtype=bool)[np.minimum(i_lo, len(t_first) - 1)]
-    low_first = np.where(same, flag, i_lo < i_hi)
-    first_t = t_first[starts]
-    last_t = np.fmax.reduceat(np.asarray(t_last, dtype=np.float64), starts)
-    single = (first_t == last_t) | (b_lo == b_hi)
-    out_t = np.column_stack([first_t, last_t]).ravel()
-    out_v = np.column_stack([np.where(low_first, b_lo, b_hi), np.where(low_first, b_hi, b_lo)]).ravel()
-    keep = np.column_stack([np.ones_like(single), ~single]).ravel()
-    return out_t[keep], out_v[keep]
-
-
-def grid_width(min_stride: float, level: float) -> float:
-    """Answer buckets: a multiple of the summary ``level`` (so summaries nest)
-    at least ``2 * min_stride`` wide (two points each, so points stay at least
-    ``min_stride`` apart on average)."""
-    return level * math.ceil(2.0 * min_stride / level - 1e-9)
+def extreme_points(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, values)`` of one field's buckets (``stats`` of shape
+    ``(len(STATS), buckets)``): each bucket's minimum and maximum sample in
+    time order, once when they are the same sample; empty buckets give none."""
+    t = np.column_stack([stats[T_MIN], stats[T_MAX]])
+    v = np.column_stack([stats[MIN], stats[MAX]])
+    swap = t[:, 1] < t[:, 0]
+    t[swap] = t[swap][:, ::-1]
+    v[swap] = v[swap][:, ::-1]
+    keep = ~np.isnan(t)
+    keep[:, 1] &= t[:, 1] != t[:, 0]
+    return t[keep], v[keep]

@@ -149,3 +149,60 @@ def kill_scanner(proc) -> None:
     proc.wait(30)
     psutil.wait_procs(workers, timeout=10)
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), "orphaned workers"
+
+
+TYPED = "observatory.typed1.feeds.status"
+
+
+def typed_truth(start: float, n: int, period: float = 2.0) -> dict:
+    """What :func:`write_typed_file` writes: ``{full name: (t, values)}``
+    with an integer, a boolean, a string and a float field."""
+    ticks = (int(start * 1e8) + np.arange(n, dtype=np.int64) * int(period * 1e8))
+    t = ticks / 1e8
+    k = np.arange(n)
+    return {
+        f"{TYPED}.count": (t, (k * 7919) % 1000 - 500),
+        f"{TYPED}.ok": (t, (k % 3) == 0),
+        f"{TYPED}.state": (t, np.array([("idle", "ramp", "hold", "fault")[i % 4] for i in (k // 5)], dtype=object)),
+        f"{TYPED}.level": (t, np.sin(k / 50.0)),
+    }
+
+
+def write_typed_file(path: str, start: float, n: int, period: float = 2.0) -> dict:
+    """One HK file of a provider with int, bool, string and float fields,
+    written with so3g as an aggregator would; returns :func:`typed_truth`."""
+    import so3g
+    from so3g.hk.session import HKSessionHelper
+    from spt3g import core
+
+    truth = typed_truth(start, n, period)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    helper = HKSessionHelper(session_id=int(start) << 20, start_time=start, hkagg_version=2, description="typed")
+    prov = helper.add_provider(TYPED)
+    writer = core.G3Writer(path)
+    for frame in (helper.session_frame(), helper.status_frame(timestamp=start)):
+        writer.Process(frame)
+    t = next(iter(truth.values()))[0]
+    for lo in range(0, n, 150):  # several frames, as an aggregator writes
+        hi = min(n, lo + 150)
+        block = core.G3TimesampleMap()
+        block.times = core.G3VectorTime([core.G3Time(int(round(x * 1e8))) for x in t[lo:hi]])
+        values = {name.rsplit(".", 1)[1]: v[lo:hi] for name, (_, v) in truth.items()}
+        block["count"] = core.G3VectorInt([int(x) for x in values["count"]])
+        block["ok"] = core.G3VectorBool([bool(x) for x in values["ok"]])
+        block["state"] = core.G3VectorString(list(values["state"]))
+        block["level"] = core.G3VectorDouble(values["level"])
+        frame = core.G3Frame(core.G3FrameType.Housekeeping)
+        frame["hkagg_version"] = 2
+        frame["hkagg_type"] = so3g.HKFrameType.data
+        frame["session_id"] = helper.session_id
+        frame["prov_id"] = prov
+        frame["timestamp"] = float(t[hi - 1])
+        blocks = core.G3VectorFrameObject()
+        blocks.append(block)
+        frame["blocks"] = blocks
+        frame["block_names"] = core.G3VectorString(["status"])
+        writer.Process(frame)
+    writer.Process(core.G3Frame(core.G3FrameType.EndProcessing))
+    del writer
+    return truth

@@ -154,7 +154,6 @@ def test_unknown_field_of_known_node_is_empty(stack, bridge):
     ({"target": f"{NODE}::apex_humidity", "maxDataPoints": "0"}, 400, ["maxDataPoints"]),
     ({"target": f"{NODE}::apex_humidity", "intervalMs": "-5"}, 400, ["intervalMs"]),
     ({"target": f"{NODE}::apex_humidity", "format": "csv"}, 400, ["format"]),
-    ({"target": f"{NODE}::*", "maxDataPoints": "1000000"}, 400, ["maxDataPoints"]),
 ])
 def test_bad_parameters_get_one_line_errors(stack, bridge, params, status, words):
     _one_line_error(_get(stack, "/api/v1/data", **params), status, *words)

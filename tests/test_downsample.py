@@ -1,10 +1,21 @@
-"""Min/max decimation: counts bounded, every bucket's extremes kept."""
+"""M4 decimation: only real samples, each bucket's extremes kept, counts bounded."""
 
 import numpy as np
 import pytest
+from m4_check import assert_exact_samples, assert_m4
 
 from sisock import contract
-from sisock.downsample import bucket_count, decimate_timeline, minmax_indices
+from sisock.downsample import (
+    STATS,
+    answer_keys,
+    cap_indices,
+    decimate_timeline,
+    extreme_points,
+    m4_indices,
+    m4_merge,
+    minmax_indices,
+    sample_stats,
+)
 
 
 def _series(n=10_000, seed=1):
@@ -16,60 +27,115 @@ def _series(n=10_000, seed=1):
     return t, v, spikes
 
 
-@pytest.mark.parametrize("max_points", [2, 3, 10, 101, 1000, 9999])
-def test_minmax_indices_bounded_and_keeps_extremes(max_points):
+@pytest.mark.parametrize("width", [0.5, 7.0, 120.0, 997.0, 40000.0])
+def test_m4_indices_keep_each_buckets_first_extremes(width):
     t, v, spikes = _series()
-    keep = minmax_indices(t, v, max_points)
+    v[::97] = np.round(v[::97])  # ties: the first of equal extremes is kept
+    keep = m4_indices(t, v, width)
+    assert_m4(t, v, t[keep], v[keep], 0, 86400, width)
+    if width < 10_000:  # narrower buckets than the spikes' spacing: each is its bucket's maximum
+        assert set(spikes) <= set(keep.tolist())
+
+
+def test_m4_indices_of_strings_keep_first_and_last():
+    t = np.arange(10.0)
+    v = np.array(list("abcdefghij"), dtype=object)
+    assert m4_indices(t, v, 4.0).tolist() == [0, 3, 4, 7, 8, 9]
+
+
+def test_m4_ignores_nan_and_drops_empty_buckets():
+    t = np.arange(9.0)
+    v = np.array([np.nan, 1.0, np.nan, np.nan, np.nan, np.nan, 5.0, 2.0, np.nan])
+    keep = m4_indices(t, v, 3.0)
+    assert keep.tolist() == [1, 6, 7]
+
+
+@pytest.mark.parametrize("max_points", [2, 3, 10, 101, 1000, 9999])
+def test_cap_indices_bounded_exact_and_keeps_extremes(max_points):
+    t, v, spikes = _series()
+    keep = cap_indices(t, v, max_points)
     assert len(keep) <= max_points
-    assert np.all(np.diff(keep) > 0)
-    nb = max_points // 2
-    width = (t[-1] - t[0]) / nb
-    bucket = np.minimum(np.floor((t - t[0]) / width), nb - 1)
-    for b in np.unique(bucket):
-        members = v[bucket == b]
-        kept = v[keep][bucket[keep] == b]
-        assert members.min() in kept and members.max() in kept
+    assert_exact_samples(t, v, t[keep], v[keep])
     assert v.argmax() in keep and v.argmin() in keep
+    if max_points >= 100:  # buckets narrower than the spikes' spacing
+        assert set(spikes) <= set(keep.tolist())
+    assert np.array_equal(minmax_indices(t, v, max_points), keep)
 
 
-def test_minmax_indices_passes_short_series():
-    t, v, _ = _series(50)
-    assert np.array_equal(minmax_indices(t, v, 50), np.arange(50))
+def test_cap_indices_pass_a_nodes_answer_unchanged():
+    t, v, _ = _series(50_000)
+    stride = 86400 / 996
+    node = m4_indices(t, v, 2 * stride)
+    assert len(node) <= 1000
+    again = cap_indices(t[node], v[node], 1000, stride)
+    assert np.array_equal(again, np.arange(len(node)))
+    short = cap_indices(t[:50], v[:50], 50)
+    assert np.array_equal(short, np.arange(50))
 
 
 @pytest.mark.parametrize("stride", [1.0, 60.0, 997.0, 7200.0])
-def test_decimate_timeline_bounds_and_extremes(stride):
+def test_decimate_timeline_shares_one_axis_of_real_samples(stride):
     t, v, _ = _series()
     w = -2 * v + 3
-    start, end = 0.0, 86400.0
-    out_t, out = decimate_timeline(t, {"v": v, "w": w}, stride, start, end)
-    assert len(out_t) <= (end - start) / stride + 1e-9
-    assert np.all(np.diff(out_t) >= 0)
+    out_t, out = decimate_timeline(t, {"v": v, "w": w}, stride)
     assert len(out["v"]) == len(out["w"]) == len(out_t)
-    width = 2 * stride
-    nb = bucket_count(end - start, width)
-    raw_b = np.minimum(np.floor((t - start) / width), nb - 1)
-    out_b = np.minimum(np.floor((out_t - start) / width), nb - 1)
-    for b in np.unique(raw_b):
-        for name, series in (("v", v), ("w", w)):
-            members = series[raw_b == b]
-            kept = out[name][out_b == b]
-            assert members.min() in kept and members.max() in kept
+    for name, series in (("v", v), ("w", w)):
+        assert_exact_samples(t, series, out_t, out[name])
+        keep = m4_indices(t, series, 2 * stride)
+        assert set(t[keep].tolist()) <= set(out_t.tolist())
 
 
-def test_decimate_keeps_order_of_min_and_max():
+def test_decimate_keeps_times_and_order():
     t = np.arange(10.0)
     v = np.array([0, 0, 9, 0, 0, 0, -9, 0, 0, 0], dtype=float)
-    out_t, out = decimate_timeline(t, {"v": v}, 5.0, 0.0, 10.0)
-    assert out_t.tolist() == [0.0, 9.0]
+    out_t, out = decimate_timeline(t, {"v": v}, 5.0)
+    assert out_t.tolist() == [2.0, 6.0]  # one bucket [0, 10): its maximum, then its minimum
     assert out["v"].tolist() == [9.0, -9.0]
 
 
-def test_decimate_ignores_nan():
-    t = np.arange(6.0)
-    v = np.array([np.nan, 1.0, np.nan, 5.0, np.nan, np.nan])
-    _, out = decimate_timeline(t, {"v": v}, 3.0, 0.0, 6.0)
-    assert sorted(out["v"].tolist()) == [1.0, 5.0]
+def _brute_stats(t, v, keys):
+    out = {}
+    for k in np.unique(keys):
+        sel = (keys == k) & ~np.isnan(v)
+        tb, vb = t[sel], v[sel]
+        if not len(tb):
+            out[k] = None
+            continue
+        out[k] = {"n": len(tb), "sum": vb.sum(), "t_first": tb[0], "first": vb[0], "t_last": tb[-1],
+                  "last": vb[-1], "t_min": tb[np.argmin(vb)], "min": vb.min(), "t_max": tb[np.argmax(vb)],
+                  "max": vb.max()}
+    return out
+
+
+def test_m4_merge_of_samples_and_of_merged_buckets_equals_brute_force():
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 1000, 3000))
+    m = np.vstack([rng.normal(0, 1, 3000), np.round(rng.normal(0, 2, 3000))])
+    m[0, rng.choice(3000, 300, replace=False)] = np.nan
+    m[1, 100:400] = np.nan  # whole buckets without a sample
+    fine_keys, fine = m4_merge(np.floor(t / 10), sample_stats(t, m))
+    keys, coarse = m4_merge(np.floor(fine_keys / 6), fine)
+    for row, v in enumerate(m):
+        brute = _brute_stats(t, v, np.floor(t / 60))
+        assert sorted(brute) == keys.tolist()
+        for i, k in enumerate(keys):
+            want = brute[k]
+            if want is None:
+                assert coarse[0, row, i] == 0 and np.isnan(coarse[STATS.index("t_min"), row, i])
+                continue
+            for j, stat in enumerate(STATS):
+                got = coarse[j, row, i]
+                assert got == pytest.approx(want[stat], rel=1e-12) if stat == "sum" else got == want[stat], stat
+
+
+def test_extreme_points_are_in_time_order_and_once():
+    t = np.array([0.0, 1, 2, 3, 4, 5])
+    v = np.array([5.0, 1, 3, 3, 9, 7])
+    keys, stats = m4_merge(answer_keys(t, 3.0), sample_stats(t, v[None, :]))
+    out_t, out_v = extreme_points(stats[:, 0])
+    assert out_t.tolist() == [0.0, 1.0, 3.0, 4.0] and out_v.tolist() == [5.0, 1.0, 3.0, 9.0]
+    single = sample_stats(np.array([7.0]), np.array([[2.0]]))
+    assert [a.tolist() for a in extreme_points(m4_merge(np.zeros(1), single)[1][:, 0])] == [[7.0], [2.0]]
 
 
 def test_data_reply_selects_inclusive_range_and_marks_missing():
@@ -103,6 +169,7 @@ def test_stride_for_widens_to_the_servers_cap():
 
     assert stride_for(None, 0, 100, None) == 0
     assert stride_for(5, 0, 100, None) == 5
-    assert stride_for(None, 0, 100, 10) == 10
+    assert stride_for(None, 0, 100, 10) == 100 / 6  # room for the two partial buckets at the edges
+    assert stride_for(None, 0, 100, 8) == 100 / 8
     assert stride_for(20, 0, 100, 10) == 20
     assert stride_for(None, 100, 100, 10) == 0

@@ -41,7 +41,10 @@ def test_query_fields():
         ],
     })
     assert (q.start, q.end, q.max_points) == (T0, T0 + 3600, 100)
-    assert q.min_stride == 36.0
+    assert q.min_stride == 3600 / 96  # room for the partial buckets at both edges
+    with_interval = parse_query({"range": {"from": "2017-07-14T02:40:00Z", "to": "2017-07-14T03:40:00Z"},
+                                 "maxDataPoints": 100, "intervalMs": 60_000, "targets": []})
+    assert with_interval.min_stride == 60.0  # Grafana asked for fewer points than the panel could take
     assert [(t.node, t.field, t.type) for t in q.targets] == [
         ("node", "field", "timeserie"), ("node", "other", "table"), (None, None, "timeserie")]
 

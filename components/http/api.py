@@ -17,7 +17,7 @@ import numpy as np
 from flask import Blueprint, request
 
 from . import openapi, series
-from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, Target, check_allowance, split_metric, url_query
+from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, Target, split_metric, url_query
 
 #: Answer for ``/api/v1/data`` without ``from``: the last six hours.
 DEFAULT_SPAN = 6 * 3600.0
@@ -125,8 +125,7 @@ def create_api(datasource, respond, max_answer_points: int = MAX_TOTAL_POINTS) -
         names = resolve_targets(request.args.getlist("target"), datasource)
         targets = tuple(Target(name, *split_metric(name), None, "timeserie") for name in names)
         q = url_query(request.args, targets, time.time(), DEFAULT_SPAN)
-        check_allowance(len(targets), q.max_points, max_answer_points)
-        parts = [(target.name, t, values) for target, t, values in datasource.samples(q)]
+        parts = [(target.name, t, values) for target, t, values in datasource.samples(q, max_answer_points)]
         if fmt == "columns":
             return respond(_columns(parts, datasource))
         return respond(_rows(parts, with_series=len(targets) > 1))

@@ -26,7 +26,7 @@ from sisock.cache import Coalescer
 from sisock.link import CallTimeout, NotConnected
 
 from . import series
-from .request import SEPARATOR, AnswerTooLarge, Query
+from .request import SEPARATOR, AnswerTooLarge, Query, check_allowance
 
 ALL_TIME = (1, 0)  # get_fields(1, 0): from the epoch until now
 #: Field lists also change without a hub event (an archive server indexes new
@@ -183,23 +183,24 @@ class DataSource:
             info = self._fields.get(node, {}).get(field)
         return None if info is None else info.get("timeline")
 
-    def query(self, q: Query) -> list[dict]:
-        """SimpleJson's answer: one timeserie or table per target."""
+    def query(self, q: Query, limit: int | None = None) -> list[dict]:
+        """SimpleJson's answer: one timeserie or table per target, refused
+        when it would hold more than ``limit`` points in all."""
         out = []
-        for target, t, values in self.samples(q):
+        for target, t, values in self.samples(q, limit):
             build = series.table if target.type == "table" else series.timeserie
             out.append(build(target.name, target.ref_id, t, values))
         return out
 
-    def samples(self, q: Query) -> list[tuple]:
+    def samples(self, q: Query, limit: int | None = None) -> list[tuple]:
         """``(target, t, values)`` per target, sorted by time and capped at
         ``q.max_points``: the one data path every dialect formats from.
         Identical queries arriving together (a dashboard open in several
         browsers) are answered by one computation."""
         self.require_link()
-        return self._same.run(q, lambda: self._samples_of(q))
+        return self._same.run((q, limit), lambda: self._samples_of(q, limit))
 
-    def _samples_of(self, q: Query) -> list[tuple]:
+    def _samples_of(self, q: Query, limit: int | None) -> list[tuple]:
         by_node: dict[str, list[str]] = {}
         for target in q.targets:
             if target.node is not None and target.field not in by_node.setdefault(target.node, []):
@@ -231,7 +232,11 @@ class DataSource:
             if all(isinstance(exc, CallTimeout) for exc in failures.values()):
                 raise next(iter(failures.values()))
             raise NodeFailed(failures)
-        return [(t, *series.reduce(*self._samples(t, results.get(t.node)), q.max_points)) for t in q.targets]
+        raw = [(t, *self._samples(t, results.get(t.node))) for t in q.targets]
+        if limit is not None:  # judged before anything is copied: each target holds at most max_points
+            check_allowance([(t, times[:q.max_points]) for t, times, _ in raw], limit)
+        stride = q.min_stride
+        return [(t, *series.reduce(times, values, q.max_points, stride)) for t, times, values in raw]
 
     def _learn(self, by_node):
         """Fetch the field lists of nodes the cache does not know, or that

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sisock.contract import valid_node_name
+from sisock.downsample import stride_for_points
 
 DEFAULT_MAX_POINTS = 1000
 MAX_POINTS_LIMIT = 1_000_000
@@ -53,10 +54,15 @@ class Query:
     end: float
     max_points: int
     targets: tuple
+    #: The spacing Grafana asked for (``intervalMs``), seconds; None if not given.
+    interval: float | None = None
 
     @property
     def min_stride(self) -> float:
-        return (self.end - self.start) / self.max_points
+        """The stride data nodes are asked for: the interval Grafana asked
+        for, or wider when ``maxDataPoints`` allows fewer points
+        (:func:`sisock.downsample.stride_for_points`)."""
+        return max(self.interval or 0.0, stride_for_points(self.end - self.start, self.max_points))
 
 
 def split_metric(name: str):
@@ -104,20 +110,24 @@ def parse_interval(value) -> float | None:
     return float(match[1]) * _UNITS[match[2]]
 
 
+def _interval(body: dict) -> float | None:
+    """Grafana's interval in seconds (``intervalMs``, else ``interval``)."""
+    interval = body.get("intervalMs")
+    if interval is not None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0 \
+                or not math.isfinite(interval):
+            raise BadRequest("intervalMs must be a positive number")
+        return interval / 1000.0
+    return parse_interval(body.get("interval"))
+
+
 def _max_points(body: dict, span: float) -> int:
     raw = body.get("maxDataPoints")
+    seconds = _interval(body)
     if raw is not None:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 1:
             raise BadRequest("maxDataPoints must be a positive number")
         return int(min(raw, MAX_POINTS_LIMIT))
-    interval = body.get("intervalMs")
-    seconds = None
-    if interval is not None:
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-            raise BadRequest("intervalMs must be a positive number")
-        seconds = interval / 1000.0
-    else:
-        seconds = parse_interval(body.get("interval"))
     if seconds:
         points = span / seconds  # may overflow to inf for a tiny interval
         if not points < MAX_POINTS_LIMIT:
@@ -167,15 +177,21 @@ def parse_query(body) -> Query:
     end = parse_time(rng["to"], "range.to")
     if end <= start:
         raise BadRequest("range.to must be later than range.from")
-    return Query(start, end, _max_points(body, end - start), _targets(body))
+    return Query(start, end, _max_points(body, end - start), _targets(body), _interval(body))
 
 
-def check_allowance(targets: int, max_points: int, limit: int) -> None:
-    """Refuse a query whose answer could hold more than ``limit`` points
-    (``max_points`` for each of ``targets``) before anything is fetched."""
-    if max_points * targets > limit:
-        raise AnswerTooLarge(f"{targets} target(s) × {max_points} points exceeds the {limit} points one answer "
-                         "may hold; lower maxDataPoints")
+def check_allowance(parts, limit: int) -> None:
+    """Refuse an answer holding more than ``limit`` points in all.
+
+    Judged on what the range really holds, each target counted at most
+    ``maxDataPoints``: a large ``maxDataPoints`` over a short window is
+    fine. Data nodes bound their replies before reading (the g3-reader
+    estimates from its index), so what reaches this check is bounded too.
+    ``parts`` are ``(target, t, ...)``."""
+    total = sum(len(p[1]) for p in parts)
+    if total > limit:
+        raise AnswerTooLarge(f"the answer holds {total} points, more than the {limit} one answer may hold; "
+                             "lower maxDataPoints, shorten the range or ask for fewer targets")
 
 
 def _number_arg(args, name: str):
@@ -198,7 +214,8 @@ def url_query(args, targets: tuple, now: float, default_span: float) -> Query:
     if end <= start:
         raise BadRequest("to must be later than from")
     sizing = {"maxDataPoints": _number_arg(args, "maxDataPoints"), "intervalMs": _number_arg(args, "intervalMs")}
-    return Query(start, end, _max_points({k: v for k, v in sizing.items() if v is not None}, end - start), targets)
+    sizing = {k: v for k, v in sizing.items() if v is not None}
+    return Query(start, end, _max_points(sizing, end - start), targets, _interval(sizing))
 
 
 def search_text(body) -> str:

@@ -20,7 +20,7 @@ from sisock.link import CallTimeout
 from . import auth, series
 from .api import NotFound, create_api
 from .datasource import Unavailable
-from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, check_allowance, parse_query, search_text
+from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, parse_query, search_text
 
 DEFAULT_MAX_BODY = 1024 * 1024
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -83,9 +83,7 @@ def create_app(datasource, max_body: int = DEFAULT_MAX_BODY, http_auth: HttpAuth
 
     @app.post("/query")
     def query():
-        q = parse_query(_body())
-        check_allowance(sum(1 for t in q.targets if t.node is not None), q.max_points, max_answer_points)
-        return _json(datasource.query(q))
+        return _json(datasource.query(parse_query(_body()), max_answer_points))
 
     # -- the JSON datasource dialect (simpod-json-datasource) --------------
 

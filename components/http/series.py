@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from sisock.downsample import minmax_indices
+from sisock.downsample import cap_indices
 
 _EMPTY = np.zeros((0, 2), dtype=np.float64)
 
@@ -22,8 +22,10 @@ def as_numbers(values):
         return None
 
 
-def reduce(t, values, max_points: int):
-    """Sort by time and cap at ``max_points``, keeping each bucket's min and max."""
+def reduce(t, values, max_points: int, min_stride: float | None = None):
+    """Sort by time and cap at ``max_points``: each bucket of the grid data
+    nodes use for ``min_stride`` keeps its minimum and maximum sample (its
+    first and last for strings), so the points stay real samples."""
     t = np.asarray(t, dtype=np.float64)
     numbers = as_numbers(values)
     if len(t) > 1 and np.any(t[1:] < t[:-1]):
@@ -33,10 +35,10 @@ def reduce(t, values, max_points: int):
         numbers = None if numbers is None else values
     if len(t) <= max_points:
         return t, (numbers if numbers is not None else list(values))
-    if numbers is None:  # strings: keep evenly spaced samples
-        keep = np.linspace(0, len(t) - 1, max_points).astype(np.intp)
+    if numbers is None:  # strings: each bucket's first and last
+        keep = cap_indices(t, np.asarray(values, dtype=object), max_points, min_stride)
         return t[keep], [values[i] for i in keep]
-    keep = minmax_indices(t, numbers, max_points)
+    keep = cap_indices(t, numbers, max_points, min_stride)
     return t[keep], numbers[keep]
 
 

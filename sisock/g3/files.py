@@ -38,11 +38,18 @@ class Block:
     name: str
     ticks: list = field(default_factory=list)
     values: dict = field(default_factory=dict)
+    #: Per field: its kind (``float``, ``int``, ``bool``, ``string``) as
+    #: written, and how many samples it has (padding for a field that joined
+    #: late or left early is neither).
+    kinds: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
 
     def add(self, ticks: np.ndarray, columns: dict):
         n_before = sum(len(t) for t in self.ticks)
         self.ticks.append(ticks)
         for name, column in columns.items():
+            self.kinds[name] = kind_of(column)
+            self.counts[name] = self.counts.get(name, 0) + len(column)
             chunks = self.values.get(name)
             if chunks is None:
                 # A field that joins the block late has no samples before.
@@ -58,6 +65,11 @@ class Block:
             self.ticks = [np.concatenate(self.ticks) if self.ticks else np.zeros(0, dtype=np.int64)]
             self.values = {name: [np.concatenate(chunks)] for name, chunks in self.values.items()}
         return self.ticks[0], {name: chunks[0] for name, chunks in self.values.items()}
+
+
+def kind_of(values: np.ndarray) -> str:
+    """What a column holds, in the index's words."""
+    return {"f": "float", "i": "int", "u": "int", "b": "bool"}.get(np.asarray(values).dtype.kind, "string")
 
 
 def _missing(n: int, like: np.ndarray) -> np.ndarray:
@@ -89,6 +101,20 @@ class HKFile:
                 key = (block.prov_id, block.description, name)
                 old = out.get(key)
                 out[key] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+        return out
+
+    def field_facts(self):
+        """``{(prov_id, description, field): (kind, samples)}``, the keys of
+        :meth:`field_ranges`."""
+        out = {}
+        for block in self.blocks.values():
+            if not any(len(t) for t in block.ticks):
+                continue
+            for name in block.values:
+                key = (block.prov_id, block.description, name)
+                kind, count = block.kinds.get(name, "float"), block.counts.get(name, 0)
+                old = out.get(key)
+                out[key] = (kind, count) if old is None else (old[0], old[1] + count)
         return out
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 
 from sisock.backoff import Backoff
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OK, PARTIAL, ERROR = "ok", "partial", "error"
 
 metadata = sa.MetaData()
@@ -58,6 +58,8 @@ description = sa.Table(
     "description", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("description", sa.String(512), nullable=False, unique=True),
+    # What the name holds, as the last file scanned had it: float, int, bool or string.
+    sa.Column("kind", sa.String(16), nullable=False, server_default="float"),
 )
 fields = sa.Table(
     "fields", metadata,
@@ -67,6 +69,8 @@ fields = sa.Table(
     sa.Column("field", sa.String(255), nullable=False),
     sa.Column("start", sa.BigInteger, nullable=False),
     sa.Column("end", sa.BigInteger, nullable=False),
+    # Samples of the field in the file: how a reader sizes an answer before reading.
+    sa.Column("samples", sa.BigInteger, nullable=False, server_default="0"),
     # "Which files overlap [t0, t1] for these fields": equality on the name,
     # then a range on the end time; (name, start) finds a name's latest file.
     sa.Index("ix_fields_name_end", "description_id", "end"),
@@ -177,7 +181,19 @@ def error_reason(exc: BaseException) -> str:
 
 def _sqlite_pragmas(dbapi_connection, _record):
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the scanner
+    # Readers never block the scanner in WAL mode. Switching a new file to
+    # it takes a lock that SQLite refuses at once ("database is locked",
+    # without waiting out the busy timeout) while another process does the
+    # same: processes started together on a new index retry briefly.
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     # One commit per file: with WAL, NORMAL keeps the index consistent after a
     # crash of the process (not of the machine) without an fsync per file.
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -351,7 +367,10 @@ class Index:
                 raise _too_new(version)
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS.get(step, ()):
-                    conn.execute(sa.text(statement))
+                    if callable(statement):
+                        statement(conn)
+                    else:
+                        conn.execute(sa.text(statement))
                 # In the step's own transaction: a set-up killed after it
                 # does not run it again, one killed during it does.
                 conn.execute(meta.update().where(meta.c.name == "schema_version").values(value=str(step)))
@@ -371,13 +390,15 @@ class Index:
             return {path: (size, mtime, status) for path, size, mtime, status in rows}
 
     def replace_file(self, path: str, size: int, mtime_ns: int, ranges, error: str | None = None,
-                     blobs=(), known: bool = True):
+                     blobs=(), known: bool = True, facts=None):
         """Index one file, replacing what was known of it, in one transaction.
 
         ``ranges`` maps ``(prov_id, provider description, field)`` to the
-        first and last sample time in µs; ``blobs`` are ``(prov_id,
-        provider description, block, level, bytes)`` summaries.
+        first and last sample time in µs; ``facts`` maps the same keys to
+        ``(kind, samples)``; ``blobs`` are ``(prov_id, provider description,
+        block, level, bytes)`` summaries.
         """
+        facts = facts or {}
         status = OK if error is None else PARTIAL
         with self.engine.begin() as conn:
             if known:  # a first scan skips deleting what cannot be there
@@ -392,10 +413,13 @@ class Index:
                     file_id=file_id, filename=os.path.basename(path), path=path, prov_id=prov_id,
                     description=desc, scanned=True,
                 )).inserted_primary_key[0]
-            names = self._description_ids(conn, {f"{desc}.{field}" for _, desc, field in ranges})
+            kinds = {f"{desc}.{field}": facts.get((prov_id, desc, field), ("float", 0))[0]
+                     for prov_id, desc, field in ranges}
+            names = self._description_ids(conn, kinds)
             rows = [
                 {"feed_id": feed_ids[(prov_id, desc)], "description_id": names[f"{desc}.{field}"],
-                 "field": field, "start": lo, "end": hi}
+                 "field": field, "start": lo, "end": hi,
+                 "samples": int(facts.get((prov_id, desc, field), ("float", 0))[1])}
                 for (prov_id, desc, field), (lo, hi) in ranges.items()
             ]
             if rows:
@@ -439,32 +463,43 @@ class Index:
         used = sa.select(fields.c.description_id).distinct()
         conn.execute(description.delete().where(description.c.id.not_in(used)))
 
-    def _description_ids(self, conn, names) -> dict[str, int]:
-        names = sorted(names)
-        known = {}
+    def _description_ids(self, conn, kinds: Mapping[str, str]) -> dict[str, int]:
+        """Ids of the names (``{name: kind}``), created where new; a name
+        whose kind changed takes the new one."""
+        names = sorted(kinds)
+        known, old_kind = {}, {}
+        query = sa.select(description.c.description, description.c.id, description.c.kind)
         for chunk in _chunks(names):
-            known.update(conn.execute(
-                sa.select(description.c.description, description.c.id).where(description.c.description.in_(chunk))
-            ).all())
+            for name, row_id, kind in conn.execute(query.where(description.c.description.in_(chunk))):
+                known[name], old_kind[name] = row_id, kind
         missing = [n for n in names if n not in known]
         if missing:
-            conn.execute(description.insert(), [{"description": n} for n in missing])
-            known.update(conn.execute(
-                sa.select(description.c.description, description.c.id).where(description.c.description.in_(missing))
-            ).all())
+            conn.execute(description.insert(), [{"description": n, "kind": kinds[n]} for n in missing])
+            for chunk in _chunks(missing):
+                known.update((name, row_id) for name, row_id, _ in
+                             conn.execute(query.where(description.c.description.in_(chunk))))
+        changed = [{"row_id": known[n], "new_kind": kinds[n]} for n in old_kind if old_kind[n] != kinds[n]]
+        if changed:
+            conn.execute(description.update().where(description.c.id == sa.bindparam("row_id"))
+                         .values(kind=sa.bindparam("new_kind")), changed)
         return known
 
     # -- the reader's side -------------------------------------------------------------
 
     def names(self, start_us: int, end_us: int) -> list[str]:
         """Full field names with samples overlapping ``[start, end]``."""
+        return sorted(self.kinds(start_us, end_us))
+
+    def kinds(self, start_us: int, end_us: int) -> dict[str, str]:
+        """``{full field name: kind}`` of the names with samples overlapping
+        ``[start, end]``; kind is ``float``, ``int``, ``bool`` or ``string``."""
         query = (
-            sa.select(description.c.description).distinct()
+            sa.select(description.c.description, description.c.kind).distinct()
             .join(fields, fields.c.description_id == description.c.id)
             .where(fields.c.start <= end_us, fields.c.end >= start_us)
         )
         with self.engine.connect() as conn:
-            return sorted(row[0] for row in conn.execute(query))
+            return dict(conn.execute(query).all())
 
     def summaries(self, feed_ids: Iterable[int], level: int) -> dict[tuple[int, str], bytes]:
         """``{(feed id, block): blob}`` at ``level`` for the given feeds."""
@@ -494,8 +529,8 @@ class Index:
         names = sorted(set(names))
         rows: dict[str, list[tuple]] = {name: [] for name in names}
         query = (
-            sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, files.c.path,
-                      feeds.c.description, fields.c.field)
+            sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, fields.c.samples,
+                      files.c.path, feeds.c.description, fields.c.field)
             .select_from(fields)
             .join(description, fields.c.description_id == description.c.id)
             .join(feeds, fields.c.feed_id == feeds.c.id)
@@ -520,15 +555,29 @@ class NameTable:
     """One name's files as arrays, for vectorised range lookups; cheap to
     keep in a cache until the index changes."""
 
-    __slots__ = ("name", "start", "end", "feed", "rows", "nbytes")
+    __slots__ = ("name", "start", "end", "feed", "samples", "rows", "nbytes")
 
     def __init__(self, name: str, rows: list[tuple]):
         self.name = name
-        self.rows = rows  # (start, end, feed id, path, provider, field), by start
+        self.rows = rows  # (start, end, feed id, samples, path, provider, field), by start
         self.start = np.array([r[0] for r in rows], dtype=np.int64)
         self.end = np.array([r[1] for r in rows], dtype=np.int64)
         self.feed = np.array([r[2] for r in rows], dtype=np.int64)
+        self.samples = np.array([r[3] for r in rows], dtype=np.float64)
         self.nbytes = 200 * len(rows) + 64
+
+    def samples_in(self, t0: int, t1: int) -> float:
+        """About how many samples ``[t0, t1]`` µs holds: each file's count,
+        prorated by how much of its span the range covers (a file with one
+        instant counts whole)."""
+        if len(self.start) == 0:
+            return 0.0
+        lo = np.maximum(self.start, t0)
+        hi = np.minimum(self.end, t1)
+        span = (self.end - self.start).astype(np.float64)
+        covered = np.where(span > 0, np.clip(hi - lo, 0, None) / np.where(span > 0, span, 1.0),
+                           (lo <= hi).astype(np.float64))
+        return float(np.sum(self.samples * np.where(hi >= lo, covered, 0.0)))
 
     def overlapping(self, t0: int, t1: int) -> tuple[list[Location], int | None]:
         """Locations overlapping ``[t0, t1]`` µs plus the newest file's feed
@@ -540,7 +589,7 @@ class NameTable:
         newest = started - 1
         if len(hits) == 0 or hits[-1] != newest:
             hits = np.r_[hits, newest]
-        return [Location(*self.rows[i][3:], self.name, *self.rows[i][:3]) for i in hits], int(self.feed[newest])
+        return [Location(*self.rows[i][4:], self.name, *self.rows[i][:3]) for i in hits], int(self.feed[newest])
 
 
 def locate(tables: Iterable[NameTable], start_us: int, end_us: int) -> tuple[list[Location], dict[str, int]]:
@@ -563,9 +612,30 @@ def locate(tables: Iterable[NameTable], start_us: int, end_us: int) -> tuple[lis
 #: set-up lock, in the transaction that records version N. On MariaDB a DDL
 #: statement commits by itself, so a step holding one must be safe to run a
 #: second time (the set-up may be killed between it and the version row).
+#: A step is SQL text or a function of the connection.
 #: Version 2 added the ``summaries`` table, which create_all makes; files
-#: scanned before it have none, so they are marked for a rescan.
-MIGRATIONS: dict[int, list[str]] = {2: ["UPDATE files SET size = -1"]}
+#: scanned before it have none, so they are marked for a rescan. Version 3
+#: keeps M4 statistics with exact times, counts and sums in summaries, each
+#: name's kind and each field's sample count: old summaries go and every
+#: file is rescanned.
+def _add_column(table: str, name: str, ddl: str):
+    """A step adding a column unless it is there (so running it twice,
+    after a set-up killed between the DDL and the version row, is harmless)."""
+    def step(conn):
+        if name not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+    return step
+
+
+MIGRATIONS: dict[int, list] = {
+    2: ["UPDATE files SET size = -1"],
+    3: [
+        _add_column("description", "kind", "VARCHAR(16) NOT NULL DEFAULT 'float'"),
+        _add_column("fields", "samples", "BIGINT NOT NULL DEFAULT 0"),
+        "DELETE FROM summaries",
+        "UPDATE files SET size = -1",
+    ],
+}
 
 
 #: Waits of :func:`open_index` between attempts: doubling, then capped.

@@ -1,14 +1,16 @@
 """Multi-resolution summaries of HK blocks, computed once at scan time.
 
-The scanner decodes every sample of a file anyway; keeping per bucket the
-first and last sample time and, per field, min/max/first/last/mean (plus
-whether the min came before the max) at a few fixed resolutions lets the
-g3-reader answer a week-long panel from a few thousand buckets instead of
-millions of samples, with every spike still there (it is some bucket's max).
+The scanner decodes every sample of a file anyway. Keeping, per bucket and
+field, the first, last, minimum and maximum sample with their exact times
+(M4) plus the count and sum of the samples, at a few fixed resolutions, lets
+the g3-reader answer a week-long panel from a few thousand buckets instead of
+millions of samples: every point it returns is still a real sample at its
+real time, and every spike is some bucket's maximum. The counts and sums
+give exact means, counts and sums of any union of buckets.
 
-Buckets are aligned on multiples of their width since the epoch, so a
-coarser answer grid that is a multiple of the width nests exactly: the min
-and max of an answer bucket are then the true min and max of its samples.
+Buckets are aligned on multiples of their width since the epoch, and each
+level's width divides the next, so buckets of one level nest exactly in the
+next and a coarser level is merged from the finer one.
 
 Summaries live in the index database, one blob per (file, provider, block,
 level), written in the same transaction as the file's index rows: they can
@@ -23,118 +25,109 @@ import struct
 
 import numpy as np
 
-#: Bucket widths in seconds, finest first. Nothing finer than a minute: for
-#: 1 Hz data a 10 s bucket with six statistics per field is barely smaller
-#: than the samples themselves, and panels that fine read raw data quickly.
-LEVELS = (60, 600, 3600)
-#: Statistics kept per field and bucket, in blob order.
-STATS = ("min", "max", "first", "last", "mean", "min_first")
+from sisock.downsample import STATS, m4_merge, sample_stats
+
+#: Bucket widths in seconds, finest first; each divides the next. A reader
+#: uses a level only for answer buckets at least ``MIN_BUCKETS_PER_ANSWER``
+#: times wider, so a 10 s level serves panels from about 12 h up.
+LEVELS = (10, 60, 600, 3600)
+#: How many summary buckets an answer bucket holds at least: answer buckets
+#: are cut on the summary grid, so this bounds how far a bucket's width may
+#: stray from the width asked for (here one eighth).
+MIN_BUCKETS_PER_ANSWER = 8
+#: Blob format; a reader meeting another one rereads the raw file.
+FORMAT = 3
 _HEADER = struct.Struct("<I")
 
 
 class Summary:
-    """One level of one block: bucket times and per-field statistics."""
+    """One level of one block: bucket numbers and per-field statistics.
 
-    __slots__ = ("level", "t_first", "t_last", "count", "fields", "n_valid", "matrices")
+    ``fields[name]`` is an array ``(len(STATS), buckets)`` (see
+    :data:`sisock.downsample.STATS`); ``bucket[i] * level`` is where bucket
+    ``i`` starts. Buckets where a field has no sample have count 0 and NaN
+    times and values for that field.
+    """
 
-    def __init__(self, level: int, t_first, t_last, count, fields: dict):
+    __slots__ = ("level", "bucket", "fields", "kinds")
+
+    def __init__(self, level: int, bucket: np.ndarray, fields: dict, kinds: dict | None = None):
         self.level = level
-        self.t_first = t_first
-        self.t_last = t_last
-        self.count = count
-        self.fields = fields  # name -> {stat: array}
-        self.n_valid = None  # per field and bucket, while computing coarser levels
-        self.matrices = None  # stat -> (field, bucket) array, likewise
+        self.bucket = bucket
+        self.fields = fields
+        #: numpy's kind letter of each field as written (``f``, ``i``, ``u``,
+        #: ``b``): statistics are floats, values are given back in their type.
+        self.kinds = kinds or {}
 
     @property
     def nbytes(self) -> int:
-        return (3 + len(STATS) * len(self.fields)) * 8 * len(self.t_first)
+        return (1 + len(STATS) * len(self.fields)) * 8 * len(self.bucket) + 100 * len(self.fields)
 
     def encode(self) -> bytes:
         names = list(self.fields)
-        rows = [self.t_first, self.t_last, self.count.astype(np.float64)]
-        for name in names:
-            rows.extend(np.asarray(self.fields[name][s], dtype=np.float64) for s in STATS)
-        header = json.dumps({"level": self.level, "fields": names, "n": len(self.t_first)}).encode()
+        header = json.dumps({"format": FORMAT, "level": self.level, "fields": names,
+                             "kinds": [self.kinds.get(name, "f") for name in names],
+                             "n": len(self.bucket)}).encode()
+        rows = [np.asarray(self.bucket, dtype=np.float64)[None, :]]
+        rows.extend(np.asarray(self.fields[name], dtype=np.float64) for name in names)
         return _HEADER.pack(len(header)) + header + np.vstack(rows).tobytes()
 
     @classmethod
-    def decode(cls, blob: bytes) -> Summary:
+    def decode(cls, blob: bytes) -> Summary | None:
+        """The summary in ``blob``, or None if it is of another format."""
         (size,) = _HEADER.unpack_from(blob)
         header = json.loads(blob[_HEADER.size:_HEADER.size + size])
+        if header.get("format") != FORMAT:
+            return None
         n, names = header["n"], header["fields"]
         matrix = np.frombuffer(blob, dtype=np.float64, offset=_HEADER.size + size).reshape(-1, n)
-        fields = {}
-        for i, name in enumerate(names):
-            base = 3 + i * len(STATS)
-            fields[name] = {s: matrix[base + j] for j, s in enumerate(STATS)}
-        return cls(header["level"], matrix[0], matrix[1], matrix[2].astype(np.int64), fields)
+        width = len(STATS)
+        fields = {name: matrix[1 + i * width:1 + (i + 1) * width] for i, name in enumerate(names)}
+        return cls(header["level"], matrix[0], fields, dict(zip(names, header.get("kinds", ()), strict=False)))
 
 
-def _numeric(values: dict) -> dict:
-    return {name: v for name, v in values.items() if v.dtype.kind in "fiub"}
+def numeric(values: dict) -> dict:
+    """The fields summaries are kept for: numbers and booleans, not strings."""
+    return {name: v for name, v in values.items() if np.asarray(v).dtype.kind in "fiub"}
 
 
 def summarize(t: np.ndarray, values: dict, levels=LEVELS) -> list[Summary]:
-    """Summaries of one block (``t`` sorted seconds, numeric fields only).
+    """Summaries of one block (``t`` sorted seconds; strings are skipped).
 
-    The finest level is computed from the samples, each coarser one from the
-    level below it (levels divide each other), which is several times cheaper.
+    The finest level is merged from the samples, each coarser one from the
+    level below it, which is several times cheaper than from the samples.
     """
-    values = _numeric(values)
+    values = numeric(values)
     if len(t) == 0 or not values:
         return []
     names = list(values)
+    kinds = {n: np.asarray(values[n]).dtype.kind for n in names}
     matrix = np.vstack([np.asarray(values[n], dtype=np.float64) for n in names])
-    ones = np.ones_like(matrix, dtype=bool)
-    finest = _reduce(names, levels[0], t, t, np.ones(len(t), dtype=np.int64), matrix, matrix, matrix, matrix,
-                     np.where(np.isnan(matrix), 0.0, matrix), (~np.isnan(matrix)).astype(np.int64), ones)
-    out = [finest]
-    for level in levels[1:]:
-        prev = out[-1]
-        lo, hi, first, last, mean, lo_first = (prev.matrices[s] for s in STATS)
-        n_valid = prev.n_valid
-        total = np.where(n_valid > 0, mean * n_valid, 0.0)
-        out.append(_reduce(names, level, prev.t_first, prev.t_last, prev.count, lo, hi, first, last, total, n_valid,
-                           lo_first.astype(bool)))
+    keys = np.floor(np.asarray(t, dtype=np.float64) / levels[0])
+    stats = sample_stats(t, matrix)
+    out, previous = [], None
+    for level in levels:
+        if previous is not None:
+            keys = np.floor(keys / (level // previous))
+        keys, stats = m4_merge(keys, stats)
+        out.append(Summary(level, keys, {name: stats[:, i] for i, name in enumerate(names)}, kinds))
+        previous = level
     return out
 
 
-def _reduce(names, level, t_first, t_last, count, lo, hi, first, last, total, n_valid, lo_first) -> Summary:
-    """Merge buckets (or samples) into buckets of ``level`` seconds."""
-    bucket = np.floor(t_first / level)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], len(t_first)]
-    size = ends - starts
-    b_lo = np.fmin.reduceat(lo, starts, axis=1)
-    b_hi = np.fmax.reduceat(hi, starts, axis=1)
-    b_total = np.add.reduceat(total, starts, axis=1)
-    b_valid = np.add.reduceat(n_valid, starts, axis=1)
-    i_lo = _first_match(lo == np.repeat(b_lo, size, axis=1), starts)
-    i_hi = _first_match(hi == np.repeat(b_hi, size, axis=1), starts)
-    flag = np.take_along_axis(lo_first, np.minimum(i_lo, lo.shape[1] - 1), axis=1)
-    b_lo_first = np.where(i_lo == i_hi, flag, i_lo < i_hi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = b_total / b_valid
-    stats = {"min": b_lo, "max": b_hi, "first": first[:, starts], "last": last[:, ends - 1], "mean": mean,
-             "min_first": b_lo_first.astype(np.float64)}
-    summary = Summary(level, t_first[starts], np.asarray(t_last)[ends - 1], np.add.reduceat(count, starts),
-                      {name: {s: stats[s][k] for s in STATS} for k, name in enumerate(names)})
-    summary.n_valid = b_valid
-    summary.matrices = stats
-    return summary
+def restore_type(values: np.ndarray, kind: str | None) -> np.ndarray:
+    """Values taken from statistics (floats) back in the field's own type."""
+    if kind in ("i", "u"):
+        return values.astype(np.int64)
+    if kind == "b":
+        return values.astype(bool)
+    return values
 
 
-def _first_match(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per row and bucket, the first column where ``mask`` holds."""
-    n = mask.shape[1]
-    positions = np.where(mask, np.arange(n), n)
-    return np.minimum.reduceat(positions, starts, axis=1)
-
-
-def choose_level(min_stride, levels=LEVELS):
-    """The coarsest level finer than ``min_stride``; None means raw samples."""
-    if not min_stride:
+def choose_level(width: float | None, levels=LEVELS) -> int | None:
+    """The coarsest level at least :data:`MIN_BUCKETS_PER_ANSWER` times
+    finer than answer buckets of ``width`` s; None means raw samples."""
+    if not width:
         return None
-    finer = [level for level in levels if level < min_stride]
+    finer = [level for level in levels if level * MIN_BUCKETS_PER_ANSWER <= width]
     return max(finer) if finer else None
