@@ -66,6 +66,7 @@ class PassStats:
     failed: int = 0
     partial: int = 0
     bytes: int = 0
+    rollups: int = 0
     seconds: float = 0.0
 
 
@@ -241,8 +242,20 @@ class Scanner:
                 progress.step(candidate.size)
         finally:
             progress.close()
+        self._rollups(stats)
         stats.seconds = time.monotonic() - t0
         return stats
+
+    def _rollups(self, stats: PassStats):
+        """Rebuild the rollups the pass's files (or a pass killed before
+        its end) left to do; until then readers use the files' summaries."""
+        work = self._retrying("listing rollups to rebuild", lambda _retry: self.index.rollup_work())
+        for provider, level, chunk in work:
+            self._retrying(f"rebuilding rollups of {provider}",
+                           lambda _retry, p=provider, lv=level, c=chunk: self.index.rebuild_rollup(p, lv, c))
+            stats.rollups += 1
+        if work:
+            log.info("rebuilt {n} rollup chunk(s)", n=len(work))
 
     def _extracts(self, todo):
         paths = [c.full for c in todo]

@@ -17,6 +17,7 @@ the router: it can be started together with the database and the scanner.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import defaultdict
@@ -46,7 +47,7 @@ from sisock.downsample import (
 )
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import Index, database_url, describe_url, error_reason, locate, open_index, unavailable
-from sisock.g3.summary import Summary, choose_level, restore_type
+from sisock.g3.summary import CHUNK_BUCKETS, ROLLUP_LEVELS, Summary, choose_level, restore_type
 from sisock.runtime import Setting
 
 DEFAULT_CACHE_MB = 512
@@ -59,6 +60,7 @@ FIELD_TYPES = {"float": "number", "int": "number", "bool": "bool", "string": "st
 INDEX_UNAVAILABLE = contract.ERROR_INDEX_UNAVAILABLE
 
 log = txaio.make_logger()
+_ABSENT = object()
 
 
 def _us(t: float) -> int:
@@ -213,28 +215,11 @@ class Archive:
         level = choose_level(width)
         if level is None:
             return None
-        locations, newest = self.locate(names, start, end)
-        summarized = [loc for loc in locations if newest.get(loc.name) != loc.feed_id]
-        summaries = self.summaries({loc.feed_id for loc in summarized}, level)
         parts, texts, kinds = defaultdict(list), defaultdict(list), {}
-        for loc in locations:
-            piece = None
-            if newest.get(loc.name) != loc.feed_id:
-                piece = _summary_part(summaries.get(loc.feed_id, {}), loc.field, start, end, width)
-            if piece is None:
-                raw = self._raw(loc, start, end)
-                if raw is None:
-                    continue
-                t, v = raw
-                v = np.asarray(v)
-                if v.dtype.kind not in "fiub":
-                    texts[loc.name].append(raw)
-                    continue
-                stats = sample_stats(t, v.astype(np.float64)[None, :])[:, 0]
-                piece = (answer_keys(t, width, level), stats, v.dtype.kind)
-            if piece[1].shape[1]:
-                parts[loc.name].append(piece[:2])
-                kinds.setdefault(loc.name, piece[2])
+        if level in ROLLUP_LEVELS:
+            self._rolled(names, start, end, width, level, parts, texts, kinds)
+        else:
+            self._pieces(names, start, end, width, level, parts, texts, kinds)
         out = {}
         for name, pieces in parts.items():
             keys = np.concatenate([p[0] for p in pieces])
@@ -252,7 +237,98 @@ class Archive:
         return out
 
 
-def _summary_part(blocks: dict, field: str, start: float, end: float, width: float):
+    def _pieces(self, names, start, end, width, level, parts, texts, kinds):
+        """Pieces of ``[start, end]`` from each file: its summary buckets,
+        or its raw samples where the summary cannot be used as it is."""
+        locations, newest = self.locate(names, start, end)
+        summarized = [loc for loc in locations if newest.get(loc.name) != loc.feed_id]
+        summaries = self.summaries({loc.feed_id for loc in summarized}, level)
+        for loc in locations:
+            piece = None
+            if newest.get(loc.name) != loc.feed_id:
+                piece = _summary_part(summaries.get(loc.feed_id, {}), loc.field, start, end, width, level)
+            if piece is None:
+                raw = self._raw(loc, start, end)
+                if raw is None:
+                    continue
+                t, v = raw
+                v = np.asarray(v)
+                if v.dtype.kind not in "fiub":
+                    texts[loc.name].append(raw)
+                    continue
+                stats = sample_stats(t, v.astype(np.float64)[None, :])[:, 0]
+                piece = (answer_keys(t, width, level), stats, v.dtype.kind)
+            if piece[1].shape[1]:
+                parts[loc.name].append(piece[:2])
+                kinds.setdefault(loc.name, piece[2])
+
+    def _rolled(self, names, start, end, width, level, parts, texts, kinds):
+        """Pieces from the names' rollups for the whole buckets of ``[start,
+        end]`` before each name's newest file, and from the files (as
+        :meth:`_pieces`) for the rest: the range's partial edge buckets, the
+        newest file's span, and chunks whose rollup is being rebuilt."""
+        first = math.ceil(start / level)  # buckets first .. last - 1 lie wholly inside
+        last = math.floor(end / level)
+        tables = {table.name: table for table in self.tables(names)}
+        limits = {}
+        for name in names:
+            table = tables.get(name)
+            if table is None or not len(table.start):
+                continue
+            limits[name] = min(last, math.floor(table.start[-1] / 1e6 / level))
+        rolled = self.rolled(list(limits), level, first, max(limits.values(), default=first))
+        before = np.nextafter(first * level, -np.inf)
+        for name, stop in limits.items():
+            rest = []  # [lo, hi] ranges the files must answer
+            if stop <= first:
+                rest.append((start, end))
+            else:
+                rest.append((start, before))
+                for chunk in range(first // CHUNK_BUCKETS, (stop - 1) // CHUNK_BUCKETS + 1):
+                    lo, hi = max(first, chunk * CHUNK_BUCKETS), min(stop, (chunk + 1) * CHUNK_BUCKETS)
+                    summary = rolled.get((name, chunk))
+                    if summary is None:
+                        rest.append((lo * level, np.nextafter(hi * level, -np.inf)))
+                        continue
+                    keys = summary.keys(level)
+                    inside = (keys >= lo) & (keys < hi)
+                    if inside.any():  # a rollup holds one field, under its short name
+                        stats = next(iter(summary.fields.values()))[:, inside]
+                        parts[name].append((np.floor((keys[inside] + 0.5) * level / width), stats))
+                        kinds.setdefault(name, next(iter(summary.kinds.values()), "f"))
+                rest.append((stop * level, end))
+            for lo, hi in rest:
+                if hi >= lo:
+                    self._pieces([name], lo, hi, width, level, parts, texts, kinds)
+
+    def rolled(self, names, level: int, first: int, last: int) -> dict:
+        """``{(name, chunk): Summary}`` of the rollups holding buckets
+        ``first`` to ``last``, through the cache (until the index changes)."""
+        if not names or last < first:
+            return {}
+        generation = self.index.generation()
+        chunks = range(first // CHUNK_BUCKETS, last // CHUNK_BUCKETS + 1)
+        out, missing = {}, set()
+        for name in names:
+            for chunk in chunks:
+                cached = self.cache.get(("rollup", generation, name, level, chunk), _ABSENT)
+                if cached is _ABSENT:
+                    missing.add(name)
+                elif cached is not None:
+                    out[(name, chunk)] = cached
+        if missing:
+            blobs = self.index.rollups(missing, level, chunks[0], chunks[-1])
+            for name in missing:
+                for chunk in chunks:
+                    blob = blobs.get((name, chunk))
+                    summary = None if blob is None else Summary.decode(blob)
+                    self.cache.put(("rollup", generation, name, level, chunk), summary)
+                    if summary is not None:
+                        out[(name, chunk)] = summary
+        return out
+
+
+def _summary_part(blocks: dict, field: str, start: float, end: float, width: float, level: int):
     """``(answer bucket keys, stats)`` of the field's summary buckets inside
     ``[start, end]``; None if no summary holds the field or a bucket
     straddles an edge (raw data must decide)."""
@@ -271,7 +347,9 @@ def _summary_part(blocks: dict, field: str, start: float, end: float, width: flo
             if (lo < len(t_first) and t_first[lo] < start) or (hi > 0 and t_last[hi - 1] > end):
                 return None
             stats, bucket = stats[:, lo:hi], bucket[lo:hi]
-        return np.floor((bucket + 0.5) * summary.level / width), stats, summary.kinds.get(field, "f")
+        if summary.samples:
+            bucket = np.floor(bucket / level)
+        return np.floor((bucket + 0.5) * level / width), stats, summary.kinds.get(field, "f")
     return None
 
 
@@ -396,8 +474,7 @@ class G3Reader(DataNodeServer):
         if series is not None:
             return contract.series_reply(field, series)
         series = self.archive.series(field, start, end, bucket_width(stride) if stride else None)
-        timelines = [contract.Timeline(name, t, {name: v}, finalized_until=None) for name, (t, v) in series.items()]
-        return contract.data_reply(field, timelines, start, end, stride or None, self.max_points)
+        return contract.series_reply(field, series)
 
 
 def _warm_up(index: Index):

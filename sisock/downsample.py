@@ -117,7 +117,10 @@ def m4_indices(t: np.ndarray, values, width: float) -> np.ndarray:
         a, b = extreme_indices(values, starts)
     else:
         a, b = starts, np.r_[starts[1:], n] - 1
-    keep = np.unique(np.r_[a, b])
+    # Per bucket the earlier index first: the pairs are then sorted as a
+    # whole (buckets are in time order), so duplicates are neighbours.
+    pairs = np.column_stack([np.minimum(a, b), np.maximum(a, b)]).ravel()
+    keep = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
     return keep[keep < n]
 
 

@@ -28,7 +28,7 @@ TEST_SECRET = "a-test-secret-that-is-not-the-default"
 # fails, saying so, instead of quietly making the fast run slow.
 
 #: Fixtures that start a router, a MariaDB server or real OCS agents.
-SYSTEM_FIXTURES = {"stack", "mariadb_server", "ocs_archive"}
+SYSTEM_FIXTURES = {"stack", "mariadb_server", "index_env", "ocs_archive"}
 #: Modules whose tests start routers, databases or console scripts with
 #: fixtures of their own.
 SYSTEM_MODULES = {

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from sisock.backoff import Backoff
+from sisock.g3.summary import CHUNK_BUCKETS, ROLLUP_LEVELS, SAMPLES_LEVEL, Summary
+from sisock.g3.summary import rollup as build_rollup
 
 SCHEMA_VERSION = 3
 OK, PARTIAL, ERROR = "ok", "partial", "error"
@@ -87,6 +89,29 @@ summaries = sa.Table(
     sa.Column("level", sa.Integer, nullable=False),
     sa.Column("data", sa.LargeBinary(length=2**32 - 1), nullable=False),
     sa.Index("ix_summaries_feed_level", "feed_id", "level"),
+)
+
+
+#: Per name, level and chunk of :data:`~sisock.g3.summary.CHUNK_BUCKETS`
+#: buckets: that name's statistics across every file, so a year-long panel
+#: reads a few dozen rows instead of one summary per file.
+rollups = sa.Table(
+    "rollups", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("description_id", sa.Integer, sa.ForeignKey("description.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("chunk", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary(length=2**32 - 1), nullable=False),
+    sa.UniqueConstraint("description_id", "level", "chunk", name="uq_rollups_name_level_chunk"),
+)
+#: Chunks of a provider whose rollups must be rebuilt: written in the same
+#: transaction as the file that changed them (whose rollups it deletes), so
+#: a scanner killed before rebuilding leaves work, never a stale rollup.
+rollup_todo = sa.Table(
+    "rollup_todo", metadata,
+    sa.Column("provider", sa.String(255), primary_key=True),
+    sa.Column("level", sa.Integer, primary_key=True),
+    sa.Column("chunk", sa.BigInteger, primary_key=True),
 )
 
 
@@ -210,6 +235,39 @@ _CHUNK = 500
 def _chunks(values: list):
     for i in range(0, len(values), _CHUNK):
         yield values[i:i + _CHUNK]
+
+
+def _chunk_of(t_us: int, level: int) -> int:
+    """The rollup chunk holding the time ``t_us`` (µs) at ``level``."""
+    return int(t_us // (level * CHUNK_BUCKETS * 1_000_000))
+
+
+def _chunk_span_us(chunk: int, level: int) -> tuple[int, int]:
+    width = level * CHUNK_BUCKETS * 1_000_000
+    return chunk * width, (chunk + 1) * width
+
+
+def _best_summaries(conn, where, keys, level: int) -> dict[tuple[int, str], bytes]:
+    """``{(feed id, block): blob}`` at ``level``, or of samples where the
+    block has nothing at ``level``; ``where(chunk)`` selects the feeds, for
+    each chunk of ``keys``."""
+    out, fallback = {}, {}
+    for chunk in _chunks(keys):
+        rows = conn.execute(
+            sa.select(summaries.c.feed_id, summaries.c.block, summaries.c.level, summaries.c.data)
+            .where(where(chunk), summaries.c.level.in_([level, SAMPLES_LEVEL]))
+        )
+        for feed, block, found, data in rows:
+            (out if found == level else fallback)[(feed, block)] = bytes(data)
+    for key, data in fallback.items():
+        out.setdefault(key, data)
+    return out
+
+
+def _names_of(provider: str):
+    """The ids of every name a provider has in some file (a subquery)."""
+    return (sa.select(fields.c.description_id).distinct().join(feeds, fields.c.feed_id == feeds.c.id)
+            .where(feeds.c.description == provider))
 
 
 @dataclass(frozen=True)
@@ -430,6 +488,11 @@ class Index:
             ]
             if blob_rows:
                 conn.execute(summaries.insert(), blob_rows)
+            spans = {}
+            for (_, desc, _field), (lo, hi) in ranges.items():
+                old_lo, old_hi = spans.get(desc, (lo, hi))
+                spans[desc] = (min(lo, old_lo), max(hi, old_hi))
+            self._touch_rollups(conn, spans)
             self._bump(conn)
 
     def mark_unreadable(self, path: str, size: int, mtime_ns: int, reason: str):
@@ -454,6 +517,12 @@ class Index:
     def _forget(self, conn, paths):
         file_ids = sa.select(files.c.id).where(files.c.path.in_(paths))
         feed_ids = sa.select(feeds.c.id).where(feeds.c.file_id.in_(file_ids))
+        spans = conn.execute(
+            sa.select(feeds.c.description, sa.func.min(fields.c.start), sa.func.max(fields.c.end))
+            .select_from(fields).join(feeds, fields.c.feed_id == feeds.c.id)
+            .where(feeds.c.file_id.in_(file_ids)).group_by(feeds.c.description)
+        ).all()
+        self._touch_rollups(conn, {desc: (lo, hi) for desc, lo, hi in spans})
         conn.execute(summaries.delete().where(summaries.c.feed_id.in_(feed_ids)))
         conn.execute(fields.delete().where(fields.c.feed_id.in_(feed_ids)))
         conn.execute(feeds.delete().where(feeds.c.file_id.in_(file_ids)))
@@ -484,7 +553,85 @@ class Index:
                          .values(kind=sa.bindparam("new_kind")), changed)
         return known
 
+    def _touch_rollups(self, conn, spans: Mapping[str, tuple[int, int]]):
+        """A file of these providers over these µs spans changed: drop the
+        rollups of the chunks it touches and note them for a rebuild."""
+        todo = set()
+        for desc, (lo, hi) in spans.items():
+            for level in ROLLUP_LEVELS:
+                first, last = _chunk_of(lo, level), _chunk_of(hi, level)
+                todo.update((desc, level, chunk) for chunk in range(first, last + 1))
+        if not todo:
+            return
+        known = set(conn.execute(sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk)
+                                 .where(rollup_todo.c.provider.in_(sorted(spans)))).all())
+        fresh = sorted(todo - known)
+        if fresh:
+            conn.execute(rollup_todo.insert(), [{"provider": p, "level": lv, "chunk": c} for p, lv, c in fresh])
+        for desc in spans:
+            names = _names_of(desc)
+            for level in ROLLUP_LEVELS:
+                chunks = sorted(c for p, lv, c in todo if p == desc and lv == level)
+                if chunks:
+                    conn.execute(rollups.delete().where(rollups.c.description_id.in_(names), rollups.c.level == level,
+                                                        rollups.c.chunk.between(chunks[0], chunks[-1])))
+
+    def rollup_work(self) -> list[tuple[str, int, int]]:
+        """``(provider, level, chunk)`` whose rollups are to be rebuilt."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk)
+                .order_by(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk))]
+
+    def rebuild_rollup(self, provider: str, level: int, chunk: int) -> int:
+        """Rebuild one chunk of a provider's rollups from its files'
+        summaries, in one transaction with the removal of its to-do row;
+        returns the number of names written."""
+        lo_us, hi_us = _chunk_span_us(chunk, level)
+        with self.engine.begin() as conn:
+            feed_ids = (
+                sa.select(fields.c.feed_id).distinct().join(feeds, fields.c.feed_id == feeds.c.id)
+                .where(feeds.c.description == provider, fields.c.start < hi_us, fields.c.end >= lo_us)
+            )
+            blobs = _best_summaries(conn, lambda _chunk: summaries.c.feed_id.in_(feed_ids), [None], level)
+            parts = [s for s in (Summary.decode(b) for b in blobs.values()) if s is not None]
+            series = build_rollup(parts, level, chunk)
+            names = self._description_ids_of(conn, [f"{provider}.{field}" for field in series])
+            conn.execute(rollups.delete().where(rollups.c.description_id.in_(_names_of(provider)),
+                                                rollups.c.level == level, rollups.c.chunk == chunk))
+            rows = [{"description_id": names[f"{provider}.{field}"], "level": level, "chunk": chunk,
+                     "data": summary.encode()} for field, summary in series.items() if f"{provider}.{field}" in names]
+            if rows:
+                conn.execute(rollups.insert(), rows)
+            conn.execute(rollup_todo.delete().where(rollup_todo.c.provider == provider, rollup_todo.c.level == level,
+                                                    rollup_todo.c.chunk == chunk))
+            self._bump(conn)
+        return len(rows)
+
+    @staticmethod
+    def _description_ids_of(conn, names) -> dict[str, int]:
+        out = {}
+        for chunk in _chunks(sorted(set(names))):
+            out.update(conn.execute(sa.select(description.c.description, description.c.id)
+                                    .where(description.c.description.in_(chunk))).all())
+        return out
+
     # -- the reader's side -------------------------------------------------------------
+
+    def rollups(self, names: Iterable[str], level: int, first: int, last: int) -> dict[tuple[str, int], bytes]:
+        """``{(name, chunk): blob}`` of the names' rollups at ``level`` for
+        chunks ``first`` to ``last``; a chunk being rebuilt is absent."""
+        out = {}
+        query = (
+            sa.select(description.c.description, rollups.c.chunk, rollups.c.data)
+            .join(description, rollups.c.description_id == description.c.id)
+            .where(rollups.c.level == level, rollups.c.chunk.between(first, last))
+        )
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(names))):
+                for name, number, data in conn.execute(query.where(description.c.description.in_(chunk))):
+                    out[(name, int(number))] = bytes(data)
+        return out
 
     def names(self, start_us: int, end_us: int) -> list[str]:
         """Full field names with samples overlapping ``[start, end]``."""
@@ -502,17 +649,11 @@ class Index:
             return dict(conn.execute(query).all())
 
     def summaries(self, feed_ids: Iterable[int], level: int) -> dict[tuple[int, str], bytes]:
-        """``{(feed id, block): blob}`` at ``level`` for the given feeds."""
+        """``{(feed id, block): blob}`` at ``level`` for the given feeds, or
+        the block's summary of samples where it is too sparse for ``level``."""
         feed_ids = sorted(set(feed_ids))
-        out = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(feed_ids):
-                rows = conn.execute(
-                    sa.select(summaries.c.feed_id, summaries.c.block, summaries.c.data)
-                    .where(summaries.c.feed_id.in_(chunk), summaries.c.level == level)
-                )
-                out.update({(feed, block): bytes(data) for feed, block, data in rows})
-        return out
+            return _best_summaries(conn, lambda chunk: summaries.c.feed_id.in_(chunk), feed_ids, level)
 
     def generation(self) -> str:
         """Changes whenever the index changes (files added, grown, removed): one
@@ -547,7 +688,7 @@ class Index:
         with self.engine.connect() as conn:
             return {
                 table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-                for table in (files, feeds, fields, description, summaries)
+                for table in (files, feeds, fields, description, summaries, rollups, rollup_todo)
             }
 
 

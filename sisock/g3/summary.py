@@ -35,29 +35,49 @@ LEVELS = (10, 60, 600, 3600)
 #: are cut on the summary grid, so this bounds how far a bucket's width may
 #: stray from the width asked for (here one eighth).
 MIN_BUCKETS_PER_ANSWER = 8
+#: Levels also kept per name across files, in chunks of ``CHUNK_BUCKETS``
+#: buckets (:func:`rollup`): the levels of month- and year-long panels,
+#: which would otherwise read one summary per file.
+ROLLUP_LEVELS = (600, 3600)
+CHUNK_BUCKETS = 1024
+#: Statistics of buckets holding fewer samples than this on average take
+#: more room than the samples (ten numbers a bucket, against two a sample):
+#: such data is kept as its samples instead (a summary "of samples"), once
+#: per file for every level where it is that sparse.
+MIN_SAMPLES_PER_BUCKET = 4
+#: The level under which a file's summary of samples is stored.
+SAMPLES_LEVEL = 0
 #: Blob format; a reader meeting another one rereads the raw file.
 FORMAT = 3
 _HEADER = struct.Struct("<I")
+_FIRST = STATS.index("first")
 
 
 class Summary:
-    """One level of one block: bucket numbers and per-field statistics.
+    """One level of one block: bucket numbers and per-field statistics, or
+    (``samples``) the samples themselves, each its own one-sample bucket.
 
-    ``fields[name]`` is an array ``(len(STATS), buckets)`` (see
-    :data:`sisock.downsample.STATS`); ``bucket[i] * level`` is where bucket
-    ``i`` starts. Buckets where a field has no sample have count 0 and NaN
-    times and values for that field.
+    ``fields[name]`` is an array ``(len(STATS), rows)`` (see
+    :data:`sisock.downsample.STATS`). With buckets, ``bucket[i] * level``
+    is where row ``i`` starts; with samples, ``bucket`` holds their times.
+    Rows where a field has no sample have count 0 and NaN times and values.
     """
 
-    __slots__ = ("level", "bucket", "fields", "kinds")
+    __slots__ = ("level", "bucket", "fields", "kinds", "samples")
 
-    def __init__(self, level: int, bucket: np.ndarray, fields: dict, kinds: dict | None = None):
+    def __init__(self, level: int, bucket: np.ndarray, fields: dict, kinds: dict | None = None,
+                 samples: bool = False):
         self.level = level
         self.bucket = bucket
         self.fields = fields
         #: numpy's kind letter of each field as written (``f``, ``i``, ``u``,
         #: ``b``): statistics are floats, values are given back in their type.
         self.kinds = kinds or {}
+        self.samples = samples
+
+    def keys(self, level: int) -> np.ndarray:
+        """The bucket of ``level`` each row belongs to."""
+        return np.floor(self.bucket / level) if self.samples else self.bucket
 
     @property
     def nbytes(self) -> int:
@@ -67,9 +87,12 @@ class Summary:
         names = list(self.fields)
         header = json.dumps({"format": FORMAT, "level": self.level, "fields": names,
                              "kinds": [self.kinds.get(name, "f") for name in names],
-                             "n": len(self.bucket)}).encode()
+                             "samples": self.samples, "n": len(self.bucket)}).encode()
         rows = [np.asarray(self.bucket, dtype=np.float64)[None, :]]
-        rows.extend(np.asarray(self.fields[name], dtype=np.float64) for name in names)
+        if self.samples:  # a sample's statistics are its value: one row a field
+            rows.extend(np.asarray(self.fields[name][_FIRST], dtype=np.float64)[None, :] for name in names)
+        else:
+            rows.extend(np.asarray(self.fields[name], dtype=np.float64) for name in names)
         return _HEADER.pack(len(header)) + header + np.vstack(rows).tobytes()
 
     @classmethod
@@ -81,9 +104,14 @@ class Summary:
             return None
         n, names = header["n"], header["fields"]
         matrix = np.frombuffer(blob, dtype=np.float64, offset=_HEADER.size + size).reshape(-1, n)
+        kinds = dict(zip(names, header.get("kinds", ()), strict=False))
+        if header.get("samples"):
+            stats = sample_stats(matrix[0], matrix[1:])
+            fields = {name: stats[:, i] for i, name in enumerate(names)}
+            return cls(header["level"], matrix[0], fields, kinds, samples=True)
         width = len(STATS)
         fields = {name: matrix[1 + i * width:1 + (i + 1) * width] for i, name in enumerate(names)}
-        return cls(header["level"], matrix[0], fields, dict(zip(names, header.get("kinds", ()), strict=False)))
+        return cls(header["level"], matrix[0], fields, kinds)
 
 
 def numeric(values: dict) -> dict:
@@ -92,7 +120,9 @@ def numeric(values: dict) -> dict:
 
 
 def summarize(t: np.ndarray, values: dict, levels=LEVELS) -> list[Summary]:
-    """Summaries of one block (``t`` sorted seconds; strings are skipped).
+    """Summaries of one block (``t`` sorted seconds; strings are skipped):
+    one per level where buckets hold enough samples, plus one of the
+    samples (level :data:`SAMPLES_LEVEL`) if some level is too sparse.
 
     The finest level is merged from the samples, each coarser one from the
     level below it, which is several times cheaper than from the samples.
@@ -103,15 +133,59 @@ def summarize(t: np.ndarray, values: dict, levels=LEVELS) -> list[Summary]:
     names = list(values)
     kinds = {n: np.asarray(values[n]).dtype.kind for n in names}
     matrix = np.vstack([np.asarray(values[n], dtype=np.float64) for n in names])
-    keys = np.floor(np.asarray(t, dtype=np.float64) / levels[0])
+    t = np.asarray(t, dtype=np.float64)
+    keys = np.floor(t / levels[0])
     stats = sample_stats(t, matrix)
-    out, previous = [], None
+    out, previous, sparse = [], None, False
     for level in levels:
         if previous is not None:
             keys = np.floor(keys / (level // previous))
         keys, stats = m4_merge(keys, stats)
-        out.append(Summary(level, keys, {name: stats[:, i] for i, name in enumerate(names)}, kinds))
+        if len(t) >= MIN_SAMPLES_PER_BUCKET * len(keys):
+            out.append(Summary(level, keys, {name: stats[:, i] for i, name in enumerate(names)}, kinds))
+        else:
+            sparse = True
         previous = level
+    if sparse:
+        rows = sample_stats(t, matrix)
+        out.append(Summary(SAMPLES_LEVEL, t, {name: rows[:, i] for i, name in enumerate(names)}, kinds,
+                           samples=True))
+    return out
+
+
+def rollup(parts, level: int, chunk: int) -> dict[str, Summary]:
+    """One chunk of a provider's rollups, from the summaries at ``level``
+    (or of samples) of its files (``parts``, any order): ``{field: Summary}``
+    of the buckets inside the chunk, merged across files (a bucket two files
+    share is merged, as if one file held both halves). Where that would take
+    more room than the samples and the files kept samples, the rollup keeps
+    the samples."""
+    lo, hi = chunk * CHUNK_BUCKETS, (chunk + 1) * CHUNK_BUCKETS
+    gathered: dict[str, list] = {}
+    kinds = {}
+    for part in parts:
+        keys = part.keys(level)
+        inside = (keys >= lo) & (keys < hi)
+        if not inside.any():
+            continue
+        for name, stats in part.fields.items():
+            rows = stats[:, inside]
+            gathered.setdefault(name, []).append((keys[inside], rows, part.bucket[inside] if part.samples else None))
+            kinds.setdefault(name, part.kinds.get(name, "f"))
+    out = {}
+    for name, pieces in gathered.items():
+        keys = np.concatenate([p[0] for p in pieces])
+        stats = np.concatenate([p[1] for p in pieces], axis=1)
+        order = np.lexsort((stats[STATS.index("t_first")], keys))
+        merged_keys, merged = m4_merge(keys[order], stats[:, order][:, None, :])
+        has = merged[0, 0] > 0
+        if all(p[2] is not None for p in pieces) and stats.shape[1] < MIN_SAMPLES_PER_BUCKET * has.sum():
+            t = np.concatenate([p[2] for p in pieces])[order]
+            present = stats[0, order] > 0
+            out[name] = Summary(level, t[present], {name: stats[:, order][:, present]}, {name: kinds[name]},
+                                samples=True)
+        else:
+            out[name] = Summary(level, merged_keys[has], {name: merged[:, 0, has]}, {name: kinds[name]})
     return out
 
 
