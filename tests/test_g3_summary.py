@@ -63,8 +63,8 @@ def test_an_older_summary_format_is_not_decoded():
 
 
 def test_level_choice():
-    assert choose_level(None) is None and choose_level(43.2) is None and choose_level(79) is None
-    assert choose_level(80) == 10 and choose_level(172.8) == 10 and choose_level(1209.6) == 60
+    assert choose_level(None) is None and choose_level(43.2) is None and choose_level(479) is None
+    assert choose_level(480) == 60 and choose_level(1209.6) == 60 and choose_level(4799) == 60
     assert choose_level(5184) == 600 and choose_level(63072) == 3600
 
 
@@ -101,7 +101,7 @@ def test_summary_path_reads_only_edge_and_newest_files(tmp_path):
     decode = arch._decode
     arch._decode = lambda full, provider: opened.append(full) or decode(full, provider)
     name = f"{PROVIDERS[0].description}.ch1_t"
-    arch.panel([name], START + 1805, START + 12 * 3600, 100.0)  # 1805: inside a 10 s summary bucket
+    arch.panel([name], START + 1805, START + 12 * 3600, 300.0)  # 1805: inside a 60 s summary bucket
     assert len(set(opened)) == 2  # the file cut by the start, and the newest file
 
 
@@ -234,5 +234,5 @@ def test_sparse_data_is_kept_as_samples_and_served_exactly(tmp_path, index_env):
     assert levels == {3600: 72, SAMPLES_LEVEL: 72}
     reader = G3Reader(archive=archive(index_env, data))
     names = sorted(truth)
-    for stride in (50.0, 400.0, 2500.0, 20000.0):  # raw, 10 s / 60 s from samples, 600 s rollup, 3600 s rollup
+    for stride in (50.0, 400.0, 2500.0, 20000.0):  # raw, 60 s from samples, 600 s from samples, 3600 s
         _panel_check(reader, truth, names, START + 777.5, START + 72 * 3600 - 1, stride)

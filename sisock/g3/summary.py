@@ -29,16 +29,19 @@ from sisock.downsample import STATS, m4_merge, sample_stats
 
 #: Bucket widths in seconds, finest first; each divides the next. A reader
 #: uses a level only for answer buckets at least ``MIN_BUCKETS_PER_ANSWER``
-#: times wider, so a 10 s level serves panels from about 12 h up.
-LEVELS = (10, 60, 600, 3600)
+#: times wider, so the minute level serves panels from about 2.7 days up at
+#: 1000 points. Nothing finer: at 1 Hz a 10 s level is as big as the samples
+#: (ten statistics a bucket), and fetching it from the database costs more
+#: than decoding the files, which is what shorter panels do.
+LEVELS = (60, 600, 3600)
 #: How many summary buckets an answer bucket holds at least: answer buckets
 #: are cut on the summary grid, so this bounds how far a bucket's width may
 #: stray from the width asked for (here one eighth).
 MIN_BUCKETS_PER_ANSWER = 8
 #: Levels also kept per name across files, in chunks of ``CHUNK_BUCKETS``
-#: buckets (:func:`rollup`): the levels of month- and year-long panels,
+#: buckets (:func:`rollup`): the levels of week- to year-long panels,
 #: which would otherwise read one summary per file.
-ROLLUP_LEVELS = (600, 3600)
+ROLLUP_LEVELS = (60, 600, 3600)
 CHUNK_BUCKETS = 1024
 #: Statistics of buckets holding fewer samples than this on average take
 #: more room than the samples (ten numbers a bucket, against two a sample):
