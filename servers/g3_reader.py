@@ -76,6 +76,7 @@ class Archive:
         self.cache = cache
         self._down = False
         self._down_lock = threading.Lock()
+        self._request = threading.local()
 
     def index_state(self, down: bool) -> bool:
         """Record whether the index database answered; True if that is news.
@@ -120,10 +121,25 @@ class Archive:
                     out[name] = (t, column)
         return out
 
+    def generation(self) -> str:
+        """The index's generation: read from the database, once per request
+        inside :meth:`one_request` (a panel looks it up a dozen times)."""
+        held = getattr(self._request, "generation", None)
+        return held if held is not None else self.index.generation()
+
+    @contextmanager
+    def one_request(self):
+        """Within it, the calling thread reads the generation once."""
+        self._request.generation = self.index.generation()
+        try:
+            yield
+        finally:
+            self._request.generation = None
+
     def tables(self, names) -> list:
         """Each name's :class:`~sisock.g3.index.NameTable`, cached until
         the index changes (one primary-key read per request, not a join)."""
-        generation = self.index.generation()
+        generation = self.generation()
         tables, missing = [], []
         for name in set(names):
             table = self.cache.get(("files", generation, name))
@@ -306,7 +322,7 @@ class Archive:
         ``first`` to ``last``, through the cache (until the index changes)."""
         if not names or last < first:
             return {}
-        generation = self.index.generation()
+        generation = self.generation()
         chunks = range(first // CHUNK_BUCKETS, last // CHUNK_BUCKETS + 1)
         out, missing = {}, set()
         for name in names:
@@ -443,6 +459,10 @@ class G3Reader(DataNodeServer):
         with self._index_errors():
             return self._same.run(key, lambda: self._answer(field, start, end, min_stride))
 
+    def _answer(self, field, start, end, min_stride):
+        with self.archive.one_request():
+            return self._answer_once(field, start, end, min_stride)
+
     @contextmanager
     def _index_errors(self):
         """A database that cannot be reached becomes an immediate, plain
@@ -462,7 +482,7 @@ class G3Reader(DataNodeServer):
         if archive.index_state(down=False):
             self.log.info("the index database is reachable again")
 
-    def _answer(self, field, start, end, min_stride):
+    def _answer_once(self, field, start, end, min_stride):
         stride = stride_for(min_stride, start, end, self.max_points)
         points = self.archive.estimate(field, start, end, stride)
         if 2 * points > contract.MAX_REPLY_VALUES:  # a time and a value per point

@@ -69,7 +69,7 @@ def group_starts(keys: np.ndarray) -> np.ndarray:
     """Index of the first element of each run of equal ``keys`` (sorted)."""
     if len(keys) == 0:
         return np.zeros(0, dtype=np.intp)
-    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1))
 
 
 def buckets_of(t: np.ndarray, width: float) -> np.ndarray:
@@ -93,7 +93,7 @@ def extreme_indices(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray,
     (``len(values)`` for a bucket holding only NaN)."""
     v = np.asarray(values, dtype=np.float64)
     n = len(v)
-    sizes = np.diff(np.r_[starts, n])
+    sizes = np.diff(np.append(starts, n))
     positions = np.arange(n)
     out = []
     for reduce in (np.fmin, np.fmax):
@@ -116,11 +116,14 @@ def m4_indices(t: np.ndarray, values, width: float) -> np.ndarray:
     if values.dtype.kind in "fiub":
         a, b = extreme_indices(values, starts)
     else:
-        a, b = starts, np.r_[starts[1:], n] - 1
+        a, b = starts, np.append(starts[1:], n) - 1
     # Per bucket the earlier index first: the pairs are then sorted as a
     # whole (buckets are in time order), so duplicates are neighbours.
     pairs = np.column_stack([np.minimum(a, b), np.maximum(a, b)]).ravel()
-    keep = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
+    fresh = np.empty(len(pairs), dtype=bool)
+    fresh[0] = True
+    np.not_equal(pairs[1:], pairs[:-1], out=fresh[1:])
+    keep = pairs[fresh]
     return keep[keep < n]
 
 
@@ -212,7 +215,7 @@ def m4_merge(keys: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarra
     if nb == 0:
         return keys[:0], stats[:, :, :0]
     starts = group_starts(keys)
-    sizes = np.diff(np.r_[starts, nb])
+    sizes = np.diff(np.append(starts, nb))
     positions = np.arange(nb)
     has = stats[N] > 0
     out = np.empty((len(STATS), fields, len(starts)))
