@@ -54,6 +54,9 @@ DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
 #: itself again so consumers (the HTTP bridge) refresh its field list.
 WATCH_SECONDS = 10.0
+#: Raw samples of one name held at most before they are reduced, when a
+#: request is downsampled: bounds a long raw request's memory.
+REDUCE_EVERY = 1_000_000
 #: The contract's field types of the index's kinds.
 FIELD_TYPES = {"float": "number", "int": "number", "bool": "bool", "string": "string"}
 #: The error of every request made while the index database is unreachable.
@@ -166,24 +169,25 @@ class Archive:
 
     def series(self, names, start: float, end: float, width: float | None = None):
         """``{full name: (t, values)}``: every sample within ``[start, end]``,
-        sorted by time. With ``width``, each file's samples are reduced to
-        their minimum and maximum per bucket of that grid as they are read,
-        so a long range never holds all its samples at once (decimating the
-        result on the same grid gives what decimating everything would)."""
+        sorted by time, or with ``width`` each bucket's minimum and maximum.
+        A name's samples are reduced whenever more than
+        :data:`REDUCE_EVERY` of them are waiting, so a long range never holds
+        all its samples at once (reducing the reduced parts again on the
+        same grid gives what reducing everything would)."""
         locations, _ = self.locate(names, start, end)
-        chunks = defaultdict(list)
+        chunks, waiting = defaultdict(list), defaultdict(int)
         for loc in locations:
             part = self._raw(loc, start, end)
-            if part is not None and width:
-                keep = m4_indices(part[0], part[1], width)
-                part = (part[0][keep], part[1][keep])
-            if part is not None:
-                chunks[loc.name].append(part)
+            if part is None:
+                continue
+            chunks[loc.name].append(part)
+            waiting[loc.name] += len(part[0])
+            if width and waiting[loc.name] > REDUCE_EVERY:
+                chunks[loc.name] = [_reduced(_join(chunks[loc.name]), width)]
+                waiting[loc.name] = 0
         out = {name: _join(parts) for name, parts in chunks.items()}
-        if width:  # buckets that span two files: once more on the whole
-            for name, (t, v) in out.items():
-                keep = m4_indices(t, v, width)
-                out[name] = (t[keep], v[keep])
+        if width:
+            out = {name: _reduced(part, width) for name, part in out.items()}
         return out
 
     def _raw(self, loc, start, end):
@@ -300,18 +304,22 @@ class Archive:
                 rest.append((start, end))
             else:
                 rest.append((start, before))
+                keys, stats, kind = [], [], None
                 for chunk in range(first // CHUNK_BUCKETS, (stop - 1) // CHUNK_BUCKETS + 1):
-                    lo, hi = max(first, chunk * CHUNK_BUCKETS), min(stop, (chunk + 1) * CHUNK_BUCKETS)
                     summary = rolled.get((name, chunk))
                     if summary is None:
+                        lo, hi = max(first, chunk * CHUNK_BUCKETS), min(stop, (chunk + 1) * CHUNK_BUCKETS)
                         rest.append((lo * level, np.nextafter(hi * level, -np.inf)))
                         continue
-                    keys = summary.keys(level)
-                    inside = (keys >= lo) & (keys < hi)
-                    if inside.any():  # a rollup holds one field, under its short name
-                        stats = next(iter(summary.fields.values()))[:, inside]
-                        parts[name].append((np.floor((keys[inside] + 0.5) * level / width), stats))
-                        kinds.setdefault(name, next(iter(summary.kinds.values()), "f"))
+                    keys.append(summary.keys(level))
+                    stats.append(next(iter(summary.fields.values())))  # one field, under its short name
+                    kind = kind or next(iter(summary.kinds.values()), "f")
+                if keys:
+                    keys, stats = np.concatenate(keys), np.concatenate(stats, axis=1)
+                    a, b = np.searchsorted(keys, first, side="left"), np.searchsorted(keys, stop, side="left")
+                    if b > a:
+                        parts[name].append((np.floor((keys[a:b] + 0.5) * level / width), stats[:, a:b]))
+                        kinds.setdefault(name, kind)
                 rest.append((stop * level, end))
             for lo, hi in rest:
                 if hi >= lo:
@@ -367,6 +375,12 @@ def _summary_part(blocks: dict, field: str, start: float, end: float, width: flo
             bucket = np.floor(bucket / level)
         return np.floor((bucket + 0.5) * level / width), stats, summary.kinds.get(field, "f")
     return None
+
+
+def _reduced(part, width: float):
+    t, v = part
+    keep = m4_indices(t, v, width)
+    return t[keep], v[keep]
 
 
 def _join(parts):
