@@ -506,9 +506,9 @@ class G3Reader(DataNodeServer):
             return False
         series = self.archive.panel(field, start, end, stride) if stride else None
         if series is not None:
-            return contract.series_reply(field, series)
+            return contract.series_reply(field, series, wire=False)
         series = self.archive.series(field, start, end, bucket_width(stride) if stride else None)
-        return contract.series_reply(field, series)
+        return contract.series_reply(field, series, wire=False)
 
 
 def _warm_up(index: Index):

@@ -111,8 +111,11 @@ class DataNodeServer(AuthenticatedSession):
         they are registered again when that server leaves."""
         policy = self._policy
         options = None if policy is None else RegisterOptions(invoke=policy)
-        for proc, procedure in ((self.get_fields, contract.get_fields_procedure(self.name)),
-                                (self.get_data, contract.get_data_procedure(self.name))):
+        procedures = [(self.get_fields, contract.get_fields_procedure(self.name)),
+                      (self.get_data, contract.get_data_procedure(self.name))]
+        if type(self).get_data is DataNodeServer.get_data:  # a server answering in the reactor is asked plainly
+            procedures.append((self.get_data_packed, contract.get_data_packed_procedure(self.name)))
+        for proc, procedure in procedures:
             if procedure in self._registered:
                 continue
             try:
@@ -178,6 +181,10 @@ class DataNodeServer(AuthenticatedSession):
         """Samples of ``field`` in ``[start, end]``, decimated to ``min_stride``."""
         return threads.deferToThread(self.answer_get_data, field, start, end, min_stride)
 
+    def get_data_packed(self, field, start, end, min_stride=None):
+        """:meth:`get_data` with numeric arrays as bytes (``contract.to_packed``)."""
+        return threads.deferToThread(self.answer_get_data_packed, field, start, end, min_stride)
+
     # -- the answers, without Twisted ------------------------------------------
 
     def answer_get_fields(self, start, end):
@@ -196,13 +203,20 @@ class DataNodeServer(AuthenticatedSession):
         check is what is sent. Servers that override :meth:`get_data`
         itself answer in the reactor and are not covered.
         """
+        return contract.on_wire(self._answer_data(field, start, end, min_stride))
+
+    def answer_get_data_packed(self, field, start, end, min_stride=None):
+        """:meth:`answer_get_data` as ``get_data_packed`` sends it."""
+        return contract.to_packed(self._answer_data(field, start, end, min_stride))
+
+    def _answer_data(self, field, start, end, min_stride):
         blocking = self._get_data_blocking
         legacy = getattr(self, "get_data_blocking", None)
         if legacy is not None:
             blocking = legacy  # the name used by early versions of the API
         reply = blocking(contract.field_list(field), sisock_to_unix_time(start), sisock_to_unix_time(end),
                          min_stride)
-        return contract.on_wire(self._bounded(reply))
+        return self._bounded(reply)
 
     def _bounded(self, reply):
         """False (the contract's "too much") for a reply the router would refuse."""

@@ -232,3 +232,23 @@ def test_unknown_fields_and_empty_ranges_keep_their_shape():
     server = Server()
     assert server.answer_get_data(["nope"], T0, T0 + 9) == {"data": {"nope": []}, "timeline": {}}
     assert server.answer_get_data(["temp"], T0 - 10, T0 - 1) == {"data": {"temp": []}, "timeline": {}}
+
+
+def test_packed_replies_carry_numbers_as_bytes_and_strings_as_lists():
+    import msgpack
+    import numpy as np
+
+    reply = {"data": {"x": np.array([1.5, np.nan, -2.0]), "n": np.array([3, -4], dtype=np.int64),
+                      "ok": np.array([True, False]), "s": np.array(["a", "b"], dtype=object)},
+             "timeline": {"x": {"t": np.array([1.0, 2.0, 3.0]), "finalized_until": None}}}
+    packed = msgpack.unpackb(msgpack.packb(contract.to_packed(reply)))
+    assert isinstance(packed["data"]["x"]["data"], bytes) and packed["data"]["s"] == ["a", "b"]
+    for name in ("x", "n", "ok"):
+        got = contract.unpack(packed["data"][name])
+        assert got.dtype == reply["data"][name].dtype
+        assert np.array_equal(got, reply["data"][name], equal_nan=name == "x")
+    assert contract.unpack(packed["timeline"]["x"]["t"]).tolist() == [1.0, 2.0, 3.0]
+    assert contract.unpack([1, 2]) == [1, 2] and contract.to_packed(False) is False
+    with pytest.raises(ValueError):
+        contract.unpack({"dtype": "<U3", "data": b"abc"})
+

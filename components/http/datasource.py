@@ -71,6 +71,10 @@ class DataSource:
         self._lock = threading.Lock()
         self._same = Coalescer()
         self._learned: dict[str, float] = {}
+        #: Nodes that do not register ``get_data_packed`` (older servers, or
+        #: servers answering in the reactor): asked with ``get_data``. A
+        #: node announcing itself again is tried once more.
+        self._plain: set[str] = set()
         link.on_join(self._on_join)
         self._refresher = task.LoopingCall(self._refresh_all)
         self._refresher.clock = link.reactor
@@ -112,6 +116,8 @@ class DataSource:
     def _refresh(self, name):
         if not name:
             return
+        with self._lock:
+            self._plain.discard(name)
         try:
             field, _timeline = yield self.link.call_in_reactor(
                 contract.get_fields_procedure(name), *ALL_TIME, timeout=self.call_timeout
@@ -207,12 +213,8 @@ class DataSource:
                 by_node[target.node].append(target.field)
         nodes = list(by_node)
         self._learn(by_node)
-        calls = [
-            (contract.get_data_procedure(node), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
-            for node in nodes
-        ]
         try:
-            results = dict(zip(nodes, self.link.gather(calls, timeout=self.call_timeout), strict=True))
+            results = self._get_data(nodes, by_node, q)
         except NotConnected as exc:
             raise Unavailable(str(exc)) from None
         failures = {}
@@ -237,6 +239,26 @@ class DataSource:
             check_allowance([(t, times[:q.max_points]) for t, times, _ in raw], limit)
         stride = q.min_stride
         return [(t, *series.reduce(times, values, q.max_points, stride)) for t, times, values in raw]
+
+    def _get_data(self, nodes, by_node, q: Query) -> dict:
+        """Every node's reply (or exception), asked at once: packed where
+        the node registers it, else (and on a node found not to) plainly."""
+        with self._lock:
+            plain = set(self._plain)
+
+        def ask(names, packed):
+            procedure = contract.get_data_packed_procedure if packed else contract.get_data_procedure
+            calls = [(procedure(node), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
+                     for node in names]
+            return dict(zip(names, self.link.gather(calls, timeout=self.call_timeout), strict=True))
+
+        results = ask([n for n in nodes if n not in plain], packed=True)
+        again = [node for node, result in results.items() if _missing(result)]
+        if again:
+            with self._lock:
+                self._plain.update(again)
+        results.update(ask([n for n in nodes if n in plain] + again, packed=False))
+        return results
 
     def _learn(self, by_node):
         """Fetch the field lists of nodes the cache does not know, or that
@@ -265,9 +287,17 @@ class DataSource:
         empty = (np.zeros(0), np.zeros(0))
         if not isinstance(reply, dict) or target.field is None:
             return empty
-        values = (reply.get("data") or {}).get(target.field)
+        try:
+            return self._series_of(target, reply)
+        except (TypeError, ValueError, AttributeError) as exc:  # a node sending something else than the contract
+            log.warn("{n}: unreadable reply for {f}: {e}", n=target.node, f=target.field, e=exc)
+            return empty
+
+    def _series_of(self, target, reply):
+        empty = (np.zeros(0), np.zeros(0))
+        values = contract.unpack((reply.get("data") or {}).get(target.field))
         timelines = reply.get("timeline") or {}
-        if not values or not timelines:
+        if values is None or len(values) == 0 or not timelines:
             return empty
         name = self._timeline_of(target.node, target.field)
         if name not in timelines:
@@ -275,7 +305,8 @@ class DataSource:
                 log.warn("{n}: no timeline known for field {f}", n=target.node, f=target.field)
                 return empty
             name = next(iter(timelines))
-        t = timelines[name].get("t") or []
+        t = contract.unpack(timelines[name].get("t"))
+        t = [] if t is None else t
         if len(t) != len(values):
             log.warn("{n}: {f} has {a} values but its timeline {b} times", n=target.node,
                      f=target.field, a=len(values), b=len(t))
