@@ -46,8 +46,16 @@ from sisock.downsample import (
     stride_for,
 )
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
-from sisock.g3.index import Index, database_url, describe_url, error_reason, locate, open_index, unavailable
-from sisock.g3.summary import CHUNK_BUCKETS, ROLLUP_LEVELS, Summary, choose_level, restore_type
+from sisock.g3.index import Index, database_url, describe_url, error_reason, open_index, unavailable
+from sisock.g3.summary import (
+    CHUNK_BUCKETS,
+    LEVELS,
+    MIN_BUCKETS_PER_ANSWER,
+    ROLLUP_LEVELS,
+    Summary,
+    choose_level,
+    restore_type,
+)
 from sisock.runtime import Setting
 
 DEFAULT_CACHE_MB = 512
@@ -132,40 +140,44 @@ class Archive:
 
     @contextmanager
     def one_request(self):
-        """Within it, the calling thread reads the generation once."""
+        """Within it, the calling thread reads the generation once, and
+        the files of a range once."""
         self._request.generation = self.index.generation()
+        self._request.memo = {}
         try:
             yield
         finally:
-            self._request.generation = None
-
-    def tables(self, names) -> list:
-        """Each name's :class:`~sisock.g3.index.NameTable`, cached until
-        the index changes (one primary-key read per request, not a join)."""
-        generation = self.generation()
-        tables, missing = [], []
-        for name in set(names):
-            table = self.cache.get(("files", generation, name))
-            if table is None:
-                missing.append(name)
-            else:
-                tables.append(table)
-        if missing:
-            for name, table in self.index.name_tables(missing).items():
-                tables.append(table)
-                self.cache.put(("files", generation, name), table)
-        return tables
+            self._request.generation = self._request.memo = None
 
     def locate(self, names, start: float, end: float):
-        """:func:`sisock.g3.index.locate` on the names' cached tables."""
-        return locate(self.tables(names), _us(start), _us(end) + 1)
+        """``(locations, {name: newest feed id})`` of ``[start, end]``
+        (:meth:`sisock.g3.index.Index.locations`), read once per request."""
+        return self._locations(names, start, end)[:2]
+
+    def _locations(self, names, start: float, end: float):
+        key = ("locations", tuple(sorted(set(names))), start, end)
+        memo = getattr(self._request, "memo", None)
+        if memo is not None and key in memo:
+            return memo[key]
+        found = self.index.locations(names, _us(start), _us(end) + 1)
+        if memo is not None:
+            memo[key] = found
+        return found
+
+    def newest_starts(self, names, end: float) -> dict[str, float]:
+        """Each name's newest file start (s) no later than ``end``."""
+        return {name: start / 1e6 for name, start in self.index.newest_starts(names, _us(end) + 1).items()}
 
     def estimate(self, names, start: float, end: float, stride: float) -> float:
         """About how many points an answer holds, from the index alone: per
         name, the samples the range holds, or two per answer bucket when
-        that is fewer. Cheap enough to run before every request."""
+        that is fewer. Answers from rollups are judged on their buckets
+        alone, so a year-long panel never lists the year's files."""
         buckets = (end - start) / bucket_width(stride) + 2 if stride else float("inf")
-        return sum(min(table.samples_in(_us(start), _us(end) + 1), 2 * buckets) for table in self.tables(names))
+        if stride and choose_level(bucket_width(stride)) in ROLLUP_LEVELS:
+            return 2 * buckets * len(set(names))
+        _, _, samples = self._locations(names, start, end)
+        return sum(min(count, 2 * buckets) for count in samples.values())
 
     def series(self, names, start: float, end: float, width: float | None = None):
         """``{full name: (t, values)}``: every sample within ``[start, end]``,
@@ -289,13 +301,8 @@ class Archive:
         newest file's span, and chunks whose rollup is being rebuilt."""
         first = math.ceil(start / level)  # buckets first .. last - 1 lie wholly inside
         last = math.floor(end / level)
-        tables = {table.name: table for table in self.tables(names)}
-        limits = {}
-        for name in names:
-            table = tables.get(name)
-            if table is None or not len(table.start):
-                continue
-            limits[name] = min(last, math.floor(table.start[-1] / 1e6 / level))
+        limits = {name: min(last, math.floor(newest / level))
+                  for name, newest in self.newest_starts(names, end).items()}
         rolled = self.rolled(list(limits), level, first, max(limits.values(), default=first))
         before = np.nextafter(first * level, -np.inf)
         for name, stop in limits.items():
@@ -420,8 +427,8 @@ class G3Reader(DataNodeServer):
             index = open_index(url, log)
         except Exception as exc:  # noqa: BLE001 - what waiting cannot cure: credentials, database name, version
             raise config.ConfigError(f"cannot use the index {describe_url(url)}: {error_reason(exc)}") from None
-        _warm_up(index)
         archive = Archive(index, settings.data_dir, ByteLRU(settings.cache_mb * 1024 * 1024))
+        _warm_up(archive)
         return {"archive": archive, "max_points": settings.max_points}
 
     def __init__(self, config=None, archive: Archive | None = None, max_points: int | None = None):
@@ -511,17 +518,31 @@ class G3Reader(DataNodeServer):
         return contract.series_reply(field, series, wire=False)
 
 
-def _warm_up(index: Index):
-    """Pay one-time costs (so3g's import, the database connection, compiling
-    the queries) before joining, not in the first user's request. A
-    database gone again since the index opened only makes this pointless:
-    requests report it, and the server must still join."""
+def _warm_up(archive: Archive):
+    """Pay one-time costs before joining, not in the first user's request:
+    so3g's import, the database connection, compiling each query, numpy's
+    first passes. One name's newest hour and a month before it are
+    answered at every level (a few files; what they leave in the cache is
+    small). A database gone again since the index opened only makes this
+    pointless: requests report it, and the server must still join."""
     import so3g  # noqa: F401
 
+    index = archive.index
     try:
-        index.generation()
-        index.name_tables(["(warm-up)"])
-        index.summaries([-1], 60)
+        kinds = index.kinds(0, 2**62)
+        name = next((n for n, kind in kinds.items() if kind != "string"), None)
+        newest = index.newest_starts([name], 2**62).get(name) if name else None
+        index.summaries([-1], LEVELS[0])
+        index.rollups(["(warm-up)"], ROLLUP_LEVELS[0], 0, 0)
+        if newest is None:
+            index.locations(["(warm-up)"], 0, 1)
+            return
+        t = newest / 1e6 + 60.0
+        with archive.one_request():
+            archive.series([name], t - 3600, t, bucket_width(1.0))
+            for level in LEVELS:
+                width = level * MIN_BUCKETS_PER_ANSWER
+                archive.panel([name], t - 1000 * width, t, width / 2)
     except Exception as exc:
         if not unavailable(exc):
             raise

@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
@@ -264,12 +263,6 @@ def _best_summaries(conn, where, keys, level: int) -> dict[tuple[int, str], byte
     return out
 
 
-def _names_of(provider: str):
-    """The ids of every name a provider has in some file (a subquery)."""
-    return (sa.select(fields.c.description_id).distinct().join(feeds, fields.c.feed_id == feeds.c.id)
-            .where(feeds.c.description == provider))
-
-
 @dataclass(frozen=True)
 class Location:
     """Where samples of one full field name live."""
@@ -488,11 +481,12 @@ class Index:
             ]
             if blob_rows:
                 conn.execute(summaries.insert(), blob_rows)
-            spans = {}
-            for (_, desc, _field), (lo, hi) in ranges.items():
+            spans, ids = {}, {}
+            for (_, desc, field), (lo, hi) in ranges.items():
                 old_lo, old_hi = spans.get(desc, (lo, hi))
                 spans[desc] = (min(lo, old_lo), max(hi, old_hi))
-            self._touch_rollups(conn, spans)
+                ids.setdefault(desc, set()).add(names[f"{desc}.{field}"])
+            self._touch_rollups(conn, spans, ids)
             self._bump(conn)
 
     def mark_unreadable(self, path: str, size: int, mtime_ns: int, reason: str):
@@ -517,12 +511,15 @@ class Index:
     def _forget(self, conn, paths):
         file_ids = sa.select(files.c.id).where(files.c.path.in_(paths))
         feed_ids = sa.select(feeds.c.id).where(feeds.c.file_id.in_(file_ids))
-        spans = conn.execute(
-            sa.select(feeds.c.description, sa.func.min(fields.c.start), sa.func.max(fields.c.end))
-            .select_from(fields).join(feeds, fields.c.feed_id == feeds.c.id)
-            .where(feeds.c.file_id.in_(file_ids)).group_by(feeds.c.description)
-        ).all()
-        self._touch_rollups(conn, {desc: (lo, hi) for desc, lo, hi in spans})
+        spans, ids = {}, {}
+        for desc, name_id, lo, hi in conn.execute(
+            sa.select(feeds.c.description, fields.c.description_id, fields.c.start, fields.c.end)
+            .select_from(fields).join(feeds, fields.c.feed_id == feeds.c.id).where(feeds.c.file_id.in_(file_ids))
+        ):
+            old_lo, old_hi = spans.get(desc, (lo, hi))
+            spans[desc] = (min(lo, old_lo), max(hi, old_hi))
+            ids.setdefault(desc, set()).add(name_id)
+        self._touch_rollups(conn, spans, ids)
         conn.execute(summaries.delete().where(summaries.c.feed_id.in_(feed_ids)))
         conn.execute(fields.delete().where(fields.c.feed_id.in_(feed_ids)))
         conn.execute(feeds.delete().where(feeds.c.file_id.in_(file_ids)))
@@ -553,9 +550,10 @@ class Index:
                          .values(kind=sa.bindparam("new_kind")), changed)
         return known
 
-    def _touch_rollups(self, conn, spans: Mapping[str, tuple[int, int]]):
+    def _touch_rollups(self, conn, spans: Mapping[str, tuple[int, int]], ids: Mapping[str, set]):
         """A file of these providers over these µs spans changed: drop the
-        rollups of the chunks it touches and note them for a rebuild."""
+        rollups of its names (``ids`` per provider) in the chunks it
+        touches, and note those chunks for a rebuild."""
         todo = set()
         for desc, (lo, hi) in spans.items():
             for level in ROLLUP_LEVELS:
@@ -569,11 +567,11 @@ class Index:
         if fresh:
             conn.execute(rollup_todo.insert(), [{"provider": p, "level": lv, "chunk": c} for p, lv, c in fresh])
         for desc in spans:
-            names = _names_of(desc)
+            names = sorted(ids.get(desc, ()))
             for level in ROLLUP_LEVELS:
                 chunks = sorted(c for p, lv, c in todo if p == desc and lv == level)
-                if chunks:
-                    conn.execute(rollups.delete().where(rollups.c.description_id.in_(names), rollups.c.level == level,
+                for part in _chunks(names):
+                    conn.execute(rollups.delete().where(rollups.c.description_id.in_(part), rollups.c.level == level,
                                                         rollups.c.chunk.between(chunks[0], chunks[-1])))
 
     def rollup_work(self) -> list[tuple[str, int, int]]:
@@ -597,10 +595,11 @@ class Index:
             parts = [s for s in (Summary.decode(b) for b in blobs.values()) if s is not None]
             series = build_rollup(parts, level, chunk)
             names = self._description_ids_of(conn, [f"{provider}.{field}" for field in series])
-            conn.execute(rollups.delete().where(rollups.c.description_id.in_(_names_of(provider)),
-                                                rollups.c.level == level, rollups.c.chunk == chunk))
             rows = [{"description_id": names[f"{provider}.{field}"], "level": level, "chunk": chunk,
                      "data": summary.encode()} for field, summary in series.items() if f"{provider}.{field}" in names]
+            for part in _chunks(sorted(row["description_id"] for row in rows)):
+                conn.execute(rollups.delete().where(rollups.c.description_id.in_(part), rollups.c.level == level,
+                                                    rollups.c.chunk == chunk))
             if rows:
                 conn.execute(rollups.insert(), rows)
             conn.execute(rollup_todo.delete().where(rollup_todo.c.provider == provider, rollup_todo.c.level == level,
@@ -640,11 +639,15 @@ class Index:
     def kinds(self, start_us: int, end_us: int) -> dict[str, str]:
         """``{full field name: kind}`` of the names with samples overlapping
         ``[start, end]``; kind is ``float``, ``int``, ``bool`` or ``string``."""
-        query = (
-            sa.select(description.c.description, description.c.kind).distinct()
-            .join(fields, fields.c.description_id == description.c.id)
-            .where(fields.c.start <= end_us, fields.c.end >= start_us)
+        # One index probe per name (the first of its files in the range will
+        # do), not a scan of every file of every name: a year of files
+        # holds millions of field rows.
+        has_samples = (
+            sa.select(fields.c.id)
+            .where(fields.c.description_id == description.c.id, fields.c.end >= start_us, fields.c.start <= end_us)
+            .exists()
         )
+        query = sa.select(description.c.description, description.c.kind).where(has_samples)
         with self.engine.connect() as conn:
             return dict(conn.execute(query).all())
 
@@ -664,25 +667,63 @@ class Index:
     def _bump(self, conn):
         conn.execute(meta.update().where(meta.c.name == "generation").values(value=str(time.time_ns())))
 
-    def name_tables(self, names: Iterable[str]) -> dict[str, NameTable]:
-        """Every indexed file of each name, in time order: what
-        :func:`locate` needs, read in one query per chunk of names."""
+    def locations(self, names: Iterable[str], start_us: int, end_us: int):
+        """The files holding ``names`` in ``[start, end]`` µs, plus each
+        name's newest file starting by ``end`` (it may have grown past what
+        the index last saw), read for this range only: a request never
+        reads a name's whole history. Returns the locations in time order,
+        ``{name: newest feed id}`` and ``{name: samples in the range}``
+        (each file's count prorated by how much of it the range covers)."""
         names = sorted(set(names))
-        rows: dict[str, list[tuple]] = {name: [] for name in names}
-        query = (
-            sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, fields.c.samples,
-                      files.c.path, feeds.c.description, fields.c.field)
-            .select_from(fields)
+        columns = (description.c.description, fields.c.start, fields.c.end, feeds.c.id, fields.c.samples,
+                   files.c.path, feeds.c.description, fields.c.field)
+        base = (
+            sa.select(*columns).select_from(fields)
             .join(description, fields.c.description_id == description.c.id)
             .join(feeds, fields.c.feed_id == feeds.c.id)
             .join(files, feeds.c.file_id == files.c.id)
-            .order_by(fields.c.start)
         )
+        rows = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(names):
-                for name, *row in conn.execute(query.where(description.c.description.in_(chunk))):
-                    rows[name].append(tuple(row))
-        return {name: NameTable(name, found) for name, found in rows.items()}
+                ids = sa.select(description.c.id).where(description.c.description.in_(chunk))
+                latest = (
+                    sa.select(fields.c.description_id, sa.func.max(fields.c.start).label("latest"))
+                    .where(fields.c.description_id.in_(ids), fields.c.start <= end_us)
+                    .group_by(fields.c.description_id).subquery()
+                )
+                overlapping = base.where(fields.c.description_id.in_(ids), fields.c.end >= start_us,
+                                         fields.c.start <= end_us)
+                newest_rows = base.join(latest, sa.and_(latest.c.description_id == fields.c.description_id,
+                                                        latest.c.latest == fields.c.start))
+                for row in conn.execute(overlapping):
+                    rows[(row[0], row[3])] = (row, False)
+                for row in conn.execute(newest_rows):
+                    rows[(row[0], row[3])] = (row, True)
+        out, newest, samples = [], {}, {}
+        for (name, lo, hi, feed, count, path, provider, field), is_newest in rows.values():
+            out.append(Location(path, provider, field, name, lo, hi, feed))
+            if is_newest:
+                newest[name] = max(feed, newest.get(name, feed))
+            span = hi - lo
+            covered = (min(hi, end_us) - max(lo, start_us)) / span if span > 0 else float(start_us <= lo <= end_us)
+            samples[name] = samples.get(name, 0.0) + count * min(max(covered, 0.0), 1.0)
+        out.sort(key=lambda loc: (loc.start, loc.path))
+        return out, newest, samples
+
+    def newest_starts(self, names: Iterable[str], end_us: int) -> dict[str, int]:
+        """Each name's newest file start (µs) no later than ``end``."""
+        names = sorted(set(names))
+        query = (
+            sa.select(description.c.description, sa.func.max(fields.c.start))
+            .join(description, fields.c.description_id == description.c.id)
+            .where(fields.c.start <= end_us).group_by(description.c.description)
+        )
+        out = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(names):
+                out.update(conn.execute(query.where(description.c.description.in_(chunk))).all())
+        return out
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -690,63 +731,6 @@ class Index:
                 table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                 for table in (files, feeds, fields, description, summaries, rollups, rollup_todo)
             }
-
-
-class NameTable:
-    """One name's files as arrays, for vectorised range lookups; cheap to
-    keep in a cache until the index changes."""
-
-    __slots__ = ("name", "start", "end", "feed", "samples", "rows", "nbytes")
-
-    def __init__(self, name: str, rows: list[tuple]):
-        self.name = name
-        self.rows = rows  # (start, end, feed id, samples, path, provider, field), by start
-        self.start = np.array([r[0] for r in rows], dtype=np.int64)
-        self.end = np.array([r[1] for r in rows], dtype=np.int64)
-        self.feed = np.array([r[2] for r in rows], dtype=np.int64)
-        self.samples = np.array([r[3] for r in rows], dtype=np.float64)
-        self.nbytes = 200 * len(rows) + 64
-
-    def samples_in(self, t0: int, t1: int) -> float:
-        """About how many samples ``[t0, t1]`` µs holds: each file's count,
-        prorated by how much of its span the range covers (a file with one
-        instant counts whole)."""
-        if len(self.start) == 0:
-            return 0.0
-        lo = np.maximum(self.start, t0)
-        hi = np.minimum(self.end, t1)
-        span = (self.end - self.start).astype(np.float64)
-        covered = np.where(span > 0, np.clip(hi - lo, 0, None) / np.where(span > 0, span, 1.0),
-                           (lo <= hi).astype(np.float64))
-        return float(np.sum(self.samples * np.where(hi >= lo, covered, 0.0)))
-
-    def overlapping(self, t0: int, t1: int) -> tuple[list[Location], int | None]:
-        """Locations overlapping ``[t0, t1]`` µs plus the newest file's feed
-        id (the newest starting by ``t1``, which may have grown since)."""
-        started = int(np.searchsorted(self.start, t1, side="right"))
-        if started == 0:
-            return [], None
-        hits = np.flatnonzero(self.end[:started] >= t0)
-        newest = started - 1
-        if len(hits) == 0 or hits[-1] != newest:
-            hits = np.r_[hits, newest]
-        return [Location(*self.rows[i][4:], self.name, *self.rows[i][:3]) for i in hits], int(self.feed[newest])
-
-
-def locate(tables: Iterable[NameTable], start_us: int, end_us: int) -> tuple[list[Location], dict[str, int]]:
-    """The files holding the tables' names in ``[start, end]`` µs, plus each
-    name's newest file, which may have grown past what the index last saw.
-
-    Returns the locations in time order and ``{name: newest feed id}``.
-    """
-    locations, newest = [], {}
-    for table in tables:
-        found, last = table.overlapping(start_us, end_us)
-        locations.extend(found)
-        if last is not None:
-            newest[table.name] = last
-    locations.sort(key=lambda loc: (loc.start, loc.path))
-    return locations, newest
 
 
 #: Statements that bring an index from version N-1 to N, run once, under the
