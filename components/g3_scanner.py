@@ -250,9 +250,12 @@ class Scanner:
         """Rebuild the rollups the pass's files (or a pass killed before
         its end) left to do; until then readers use the files' summaries."""
         work = self._retrying("listing rollups to rebuild", lambda _retry: self.index.rollup_work())
+        if not work:
+            return
+        longest = self._retrying("sizing files", lambda _retry: self.index.longest_file_us())
         for provider, level, chunk in work:
-            self._retrying(f"rebuilding rollups of {provider}",
-                           lambda _retry, p=provider, lv=level, c=chunk: self.index.rebuild_rollup(p, lv, c))
+            self._retrying(f"rebuilding rollups of {provider}", lambda _retry, p=provider, lv=level, c=chunk:
+                           self.index.rebuild_rollup(p, lv, c, longest))
             stats.rollups += 1
         if work:
             log.info("rebuilt {n} rollup chunk(s)", n=len(work))

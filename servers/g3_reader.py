@@ -62,6 +62,8 @@ DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
 #: itself again so consumers (the HTTP bridge) refresh its field list.
 WATCH_SECONDS = 10.0
+#: File lists are cached per name and day of index time (µs).
+DAY_US = 86_400_000_000
 #: Raw samples of one name held at most before they are reduced, when a
 #: request is downsampled: bounds a long raw request's memory.
 REDUCE_EVERY = 1_000_000
@@ -155,18 +157,78 @@ class Archive:
         return self._locations(names, start, end)[:2]
 
     def _locations(self, names, start: float, end: float):
+        """``(locations, newest, samples)`` as :meth:`Index.locations`
+        gives them, from file lists cached per name and day of index time
+        until the index changes: a refreshing panel costs no database read
+        but the generation's."""
         key = ("locations", tuple(sorted(set(names))), start, end)
         memo = getattr(self._request, "memo", None)
         if memo is not None and key in memo:
             return memo[key]
-        found = self.index.locations(names, _us(start), _us(end) + 1)
+        t0, t1 = _us(start), _us(end) + 1
+        generation = self.generation()
+        days = range(t0 // DAY_US, t1 // DAY_US + 1)
+        names = sorted(set(names))
+        lists = {}
+        for name in names:
+            for day in days:
+                found = self.cache.get(("files", generation, name, day))
+                if found is not None:
+                    lists[(name, day)] = found
+        missing = [(name, day) for name in names for day in days if (name, day) not in lists]
+        if missing:
+            wanted = sorted({day for _, day in missing})
+            rows, _, _ = self.index.locations(sorted({name for name, _ in missing}), wanted[0] * DAY_US,
+                                              (wanted[-1] + 1) * DAY_US - 1)
+            fetched = defaultdict(list)
+            for loc in rows:
+                for day in range(max(loc.start // DAY_US, wanted[0]), min(loc.end // DAY_US, wanted[-1]) + 1):
+                    fetched[(loc.name, day)].append(loc)
+            for name, day in missing:
+                lists[(name, day)] = tuple(fetched.get((name, day), ()))
+                self.cache.put(("files", generation, name, day), lists[(name, day)])
+        out, samples, newest = {}, defaultdict(float), {}
+        for locs in lists.values():
+            for loc in locs:
+                if loc.end >= t0 and loc.start <= t1:
+                    out[(loc.name, loc.feed_id)] = loc
+        for name, loc in self.newest(names).items():
+            if loc.start <= t1:  # the one file that may have grown into the range
+                out[(name, loc.feed_id)] = loc
+                newest[name] = loc.feed_id
+        for loc in out.values():
+            samples[loc.name] += loc.samples_in(t0, t1)
+        found = (sorted(out.values(), key=lambda loc: (loc.start, loc.path)), newest, dict(samples))
         if memo is not None:
             memo[key] = found
         return found
 
-    def newest_starts(self, names, end: float) -> dict[str, float]:
-        """Each name's newest file start (s) no later than ``end``."""
-        return {name: start / 1e6 for name, start in self.index.newest_starts(names, _us(end) + 1).items()}
+    def newest(self, names) -> dict:
+        """Each name's newest file, cached until the index changes."""
+        return self._per_name("newest", names, self.index.newest_locations)
+
+    def first_starts(self, names) -> dict[str, int]:
+        """Each name's first sample time (µs), cached until the index changes."""
+        return self._per_name("first", names, self.index.first_starts)
+
+    def _per_name(self, what: str, names, fetch) -> dict:
+        """``{name: fetch(...)[name]}`` through the cache, under this
+        generation of the index (a name without one is remembered too)."""
+        generation = self.generation()
+        out, missing = {}, []
+        for name in names:
+            found = self.cache.get((what, generation, name), _ABSENT)
+            if found is _ABSENT:
+                missing.append(name)
+            elif found is not None:
+                out[name] = found
+        if missing:
+            fetched = fetch(missing)
+            for name in missing:
+                self.cache.put((what, generation, name), fetched.get(name))
+                if name in fetched:
+                    out[name] = fetched[name]
+        return out
 
     def estimate(self, names, start: float, end: float, stride: float) -> float:
         """About how many points an answer holds, from the index alone: per
@@ -175,7 +237,12 @@ class Archive:
         alone, so a year-long panel never lists the year's files."""
         buckets = (end - start) / bucket_width(stride) + 2 if stride else float("inf")
         if stride and choose_level(bucket_width(stride)) in ROLLUP_LEVELS:
-            return 2 * buckets * len(set(names))
+            newest, first = self.newest(names), self.first_starts(names)
+            total = 0.0
+            for name, loc in newest.items():  # the buckets of the part of the range the name has data in
+                span = min(end, loc.end / 1e6) - max(start, first.get(name, loc.start) / 1e6)
+                total += 2 * (max(span, 0.0) / bucket_width(stride) + 2)
+            return total
         _, _, samples = self._locations(names, start, end)
         return sum(min(count, 2 * buckets) for count in samples.values())
 
@@ -301,10 +368,10 @@ class Archive:
         newest file's span, and chunks whose rollup is being rebuilt."""
         first = math.ceil(start / level)  # buckets first .. last - 1 lie wholly inside
         last = math.floor(end / level)
-        limits = {name: min(last, math.floor(newest / level))
-                  for name, newest in self.newest_starts(names, end).items()}
+        limits = {name: min(last, math.floor(loc.start / 1e6 / level)) for name, loc in self.newest(names).items()}
         rolled = self.rolled(list(limits), level, first, max(limits.values(), default=first))
         before = np.nextafter(first * level, -np.inf)
+        uncovered = defaultdict(list)
         for name, stop in limits.items():
             rest = []  # [lo, hi] ranges the files must answer
             if stop <= first:
@@ -330,7 +397,9 @@ class Archive:
                 rest.append((stop * level, end))
             for lo, hi in rest:
                 if hi >= lo:
-                    self._pieces([name], lo, hi, width, level, parts, texts, kinds)
+                    uncovered[(lo, hi)].append(name)
+        for (lo, hi), group in uncovered.items():  # names of one provider share their ranges
+            self._pieces(group, lo, hi, width, level, parts, texts, kinds)
 
     def rolled(self, names, level: int, first: int, last: int) -> dict:
         """``{(name, chunk): Summary}`` of the rollups holding buckets
@@ -531,14 +600,14 @@ def _warm_up(archive: Archive):
     try:
         kinds = index.kinds(0, 2**62)
         name = next((n for n, kind in kinds.items() if kind != "string"), None)
-        newest = index.newest_starts([name], 2**62).get(name) if name else None
         index.summaries([-1], LEVELS[0])
         index.rollups(["(warm-up)"], ROLLUP_LEVELS[0], 0, 0)
-        if newest is None:
-            index.locations(["(warm-up)"], 0, 1)
-            return
-        t = newest / 1e6 + 60.0
+        index.locations(["(warm-up)"], 0, 1)
         with archive.one_request():
+            newest = archive.newest([name]).get(name) if name else None
+            if newest is None:
+                return
+            t = newest.start / 1e6 + 60.0
             archive.series([name], t - 3600, t, bucket_width(1.0))
             for level in LEVELS:
                 width = level * MIN_BUCKETS_PER_ANSWER

@@ -274,6 +274,16 @@ class Location:
     start: int
     end: int
     feed_id: int
+    samples: int = 0
+
+    def samples_in(self, t0: int, t1: int) -> float:
+        """About how many of its samples ``[t0, t1]`` µs holds: its count,
+        prorated by how much of its span the range covers."""
+        span = self.end - self.start
+        if span <= 0:
+            return float(self.samples) if t0 <= self.start <= t1 else 0.0
+        covered = (min(self.end, t1) - max(self.start, t0)) / span
+        return self.samples * min(max(covered, 0.0), 1.0)
 
 
 #: How long one attempt waits for another process's set-up of the index,
@@ -581,15 +591,26 @@ class Index:
                 sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk)
                 .order_by(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk))]
 
-    def rebuild_rollup(self, provider: str, level: int, chunk: int) -> int:
+    def longest_file_us(self) -> int:
+        """The longest time span one indexed file covers (µs): bounds the
+        search for the files overlapping a time range to an index range."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(fields.c.end - fields.c.start))).scalar() or 0)
+
+    def rebuild_rollup(self, provider: str, level: int, chunk: int, longest_us: int | None = None) -> int:
         """Rebuild one chunk of a provider's rollups from its files'
         summaries, in one transaction with the removal of its to-do row;
-        returns the number of names written."""
+        returns the number of names written. ``longest_us``
+        (:meth:`longest_file_us`) lets the file search use the index on
+        start times instead of every file of the provider."""
         lo_us, hi_us = _chunk_span_us(chunk, level)
+        if longest_us is None:
+            longest_us = self.longest_file_us()
         with self.engine.begin() as conn:
             feed_ids = (
                 sa.select(fields.c.feed_id).distinct().join(feeds, fields.c.feed_id == feeds.c.id)
-                .where(feeds.c.description == provider, fields.c.start < hi_us, fields.c.end >= lo_us)
+                .where(feeds.c.description == provider, fields.c.start >= lo_us - longest_us,
+                       fields.c.start < hi_us, fields.c.end >= lo_us)
             )
             blobs = _best_summaries(conn, lambda _chunk: summaries.c.feed_id.in_(feed_ids), [None], level)
             parts = [s for s in (Summary.decode(b) for b in blobs.values()) if s is not None]
@@ -702,27 +723,53 @@ class Index:
                     rows[(row[0], row[3])] = (row, True)
         out, newest, samples = [], {}, {}
         for (name, lo, hi, feed, count, path, provider, field), is_newest in rows.values():
-            out.append(Location(path, provider, field, name, lo, hi, feed))
+            loc = Location(path, provider, field, name, lo, hi, feed, count)
+            out.append(loc)
             if is_newest:
                 newest[name] = max(feed, newest.get(name, feed))
-            span = hi - lo
-            covered = (min(hi, end_us) - max(lo, start_us)) / span if span > 0 else float(start_us <= lo <= end_us)
-            samples[name] = samples.get(name, 0.0) + count * min(max(covered, 0.0), 1.0)
+            samples[name] = samples.get(name, 0.0) + loc.samples_in(start_us, end_us)
         out.sort(key=lambda loc: (loc.start, loc.path))
         return out, newest, samples
 
-    def newest_starts(self, names: Iterable[str], end_us: int) -> dict[str, int]:
-        """Each name's newest file start (µs) no later than ``end``."""
+    def first_starts(self, names: Iterable[str]) -> dict[str, int]:
+        """Each name's first sample time (µs): where its history begins."""
         names = sorted(set(names))
         query = (
-            sa.select(description.c.description, sa.func.max(fields.c.start))
+            sa.select(description.c.description, sa.func.min(fields.c.start))
             .join(description, fields.c.description_id == description.c.id)
-            .where(fields.c.start <= end_us).group_by(description.c.description)
+            .group_by(description.c.description)
         )
         out = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(names):
                 out.update(conn.execute(query.where(description.c.description.in_(chunk))).all())
+        return out
+
+    def newest_locations(self, names: Iterable[str]) -> dict[str, Location]:
+        """Each name's newest file (the one starting last): the only file
+        of a name that may still grow past what the index saw."""
+        names = sorted(set(names))
+        out = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(names):
+                ids = sa.select(description.c.id).where(description.c.description.in_(chunk))
+                latest = (
+                    sa.select(fields.c.description_id, sa.func.max(fields.c.start).label("latest"))
+                    .where(fields.c.description_id.in_(ids)).group_by(fields.c.description_id).subquery()
+                )
+                query = (
+                    sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, fields.c.samples,
+                              files.c.path, feeds.c.description, fields.c.field)
+                    .select_from(fields)
+                    .join(latest, sa.and_(latest.c.description_id == fields.c.description_id,
+                                          latest.c.latest == fields.c.start))
+                    .join(description, fields.c.description_id == description.c.id)
+                    .join(feeds, fields.c.feed_id == feeds.c.id)
+                    .join(files, feeds.c.file_id == files.c.id)
+                )
+                for name, lo, hi, feed, count, path, provider, field in conn.execute(query):
+                    if name not in out or feed > out[name].feed_id:
+                        out[name] = Location(path, provider, field, name, lo, hi, feed, count)
         return out
 
     def counts(self) -> dict[str, int]:
