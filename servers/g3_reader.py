@@ -157,10 +157,10 @@ class Archive:
         return self._locations(names, start, end)[:2]
 
     def _locations(self, names, start: float, end: float):
-        """``(locations, newest, samples)`` as :meth:`Index.locations`
-        gives them, from file lists cached per name and day of index time
-        until the index changes: a refreshing panel costs no database read
-        but the generation's."""
+        """``(locations in time order, {name: newest feed id}, {name:
+        samples in the range})``, from file lists cached per name and day of
+        index time until the index changes: a refreshing panel costs no
+        database read but the generation's."""
         key = ("locations", tuple(sorted(set(names))), start, end)
         memo = getattr(self._request, "memo", None)
         if memo is not None and key in memo:
@@ -178,8 +178,8 @@ class Archive:
         missing = [(name, day) for name in names for day in days if (name, day) not in lists]
         if missing:
             wanted = sorted({day for _, day in missing})
-            rows, _, _ = self.index.locations(sorted({name for name, _ in missing}), wanted[0] * DAY_US,
-                                              (wanted[-1] + 1) * DAY_US - 1)
+            rows = self.index.locations(sorted({name for name, _ in missing}), wanted[0] * DAY_US,
+                                        (wanted[-1] + 1) * DAY_US - 1)
             fetched = defaultdict(list)
             for loc in rows:
                 for day in range(max(loc.start // DAY_US, wanted[0]), min(loc.end // DAY_US, wanted[-1]) + 1):

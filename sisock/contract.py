@@ -220,16 +220,21 @@ def to_wire(reply):
     """
     if reply is False or reply is None:
         return reply
-    data = {name: _as_list(v) for name, v in reply.get("data", {}).items()}
+    return WireReply(_converted(reply, _as_list))
+
+
+def _converted(reply, convert) -> dict:
+    """``reply`` with every array passed through ``convert``."""
+    data = {name: convert(v) for name, v in reply.get("data", {}).items()}
     timeline = {}
     for name, tl in reply.get("timeline", {}).items():
         fin = tl.get("finalized_until")
         timeline[name] = {
             **{k: v for k, v in tl.items() if k not in ("t", "finalized_until")},
-            "t": _as_list(tl.get("t", [])),
+            "t": convert(tl.get("t", [])),
             "finalized_until": None if fin is None else float(fin),
         }
-    return WireReply(data=data, timeline=timeline)
+    return {"data": data, "timeline": timeline}
 
 
 #: The numpy kinds :func:`to_packed` sends as bytes (strings stay lists).
@@ -263,16 +268,7 @@ def to_packed(reply):
     """:func:`to_wire` with numeric arrays as bytes (:func:`pack`)."""
     if reply is False or reply is None:
         return reply
-    data = {name: pack(v) for name, v in reply.get("data", {}).items()}
-    timeline = {}
-    for name, tl in reply.get("timeline", {}).items():
-        fin = tl.get("finalized_until")
-        timeline[name] = {
-            **{k: v for k, v in tl.items() if k not in ("t", "finalized_until")},
-            "t": pack(tl.get("t", [])),
-            "finalized_until": None if fin is None else float(fin),
-        }
-    return {"data": data, "timeline": timeline}
+    return _converted(reply, pack)
 
 
 def on_wire(reply):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
+from deferreds import result as _result
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from sisock import base, config, contract
 from sisock.components.hub import Hub
@@ -61,15 +61,6 @@ def to_wire_calls(monkeypatch):
 def synchronous_threads(monkeypatch):
     """deferToThread run in place: the router's path without a reactor."""
     monkeypatch.setattr(base.threads, "deferToThread", lambda f, *a, **k: defer.maybeDeferred(f, *a, **k))
-
-
-def _result(d):
-    out = []
-    d.addBoth(out.append)
-    assert out, "the Deferred did not fire"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 # -- names ------------------------------------------------------------------------------------

@@ -7,22 +7,13 @@ from __future__ import annotations
 import pytest
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
+from deferreds import result as _result
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from sisock import contract
 from sisock.components.hub import Hub, Registry
 
 RR = "roundrobin"
-
-
-def _result(d):
-    out = []
-    d.addBoth(out.append)
-    assert out, "the Deferred did not fire"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 # -- the registry ---------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 from autobahn.wamp.types import ComponentConfig
+from deferreds import result as _result
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from sisock import connect, contract, runtime, server_registry
 from sisock.base import DataNodeServer
@@ -99,15 +99,6 @@ def test_help_tells_of_the_flag_and_only_data_node_servers_take_it(capsys):
     assert runtime.common(lambda config: None) == ()
     with pytest.raises(SystemExit):
         runtime.argument_parser(lambda config: None).parse_args(["--shared", "random"])
-
-
-def _result(d):
-    out = []
-    d.addBoth(out.append)
-    assert out, "the Deferred did not fire"
-    if isinstance(out[0], Failure):
-        out[0].raiseException()
-    return out[0]
 
 
 def joined(server):

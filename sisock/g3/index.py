@@ -236,6 +236,23 @@ def _chunks(values: list):
         yield values[i:i + _CHUNK]
 
 
+def _location_query():
+    """Index rows joined into what a :class:`Location` holds."""
+    return (
+        sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, fields.c.samples,
+                  files.c.path, feeds.c.description.label("provider"), fields.c.field)
+        .select_from(fields)
+        .join(description, fields.c.description_id == description.c.id)
+        .join(feeds, fields.c.feed_id == feeds.c.id)
+        .join(files, feeds.c.file_id == files.c.id)
+    )
+
+
+def _location(row) -> Location:
+    name, start, end, feed, samples, path, provider, field = row
+    return Location(path, provider, field, name, start, end, feed, samples)
+
+
 def _chunk_of(t_us: int, level: int) -> int:
     """The rollup chunk holding the time ``t_us`` (µs) at ``level``."""
     return int(t_us // (level * CHUNK_BUCKETS * 1_000_000))
@@ -688,48 +705,20 @@ class Index:
     def _bump(self, conn):
         conn.execute(meta.update().where(meta.c.name == "generation").values(value=str(time.time_ns())))
 
-    def locations(self, names: Iterable[str], start_us: int, end_us: int):
-        """The files holding ``names`` in ``[start, end]`` µs, plus each
-        name's newest file starting by ``end`` (it may have grown past what
-        the index last saw), read for this range only: a request never
-        reads a name's whole history. Returns the locations in time order,
-        ``{name: newest feed id}`` and ``{name: samples in the range}``
-        (each file's count prorated by how much of it the range covers)."""
-        names = sorted(set(names))
-        columns = (description.c.description, fields.c.start, fields.c.end, feeds.c.id, fields.c.samples,
-                   files.c.path, feeds.c.description, fields.c.field)
-        base = (
-            sa.select(*columns).select_from(fields)
-            .join(description, fields.c.description_id == description.c.id)
-            .join(feeds, fields.c.feed_id == feeds.c.id)
-            .join(files, feeds.c.file_id == files.c.id)
-        )
-        rows = {}
+    def locations(self, names: Iterable[str], start_us: int, end_us: int) -> list[Location]:
+        """The files holding ``names`` in ``[start, end]`` µs, in time
+        order, read for this range only: a request never reads a name's
+        whole history. (A name's newest file, which may have grown into a
+        later range, is :meth:`newest_locations`.)"""
+        out = []
         with self.engine.connect() as conn:
-            for chunk in _chunks(names):
+            for chunk in _chunks(sorted(set(names))):
                 ids = sa.select(description.c.id).where(description.c.description.in_(chunk))
-                latest = (
-                    sa.select(fields.c.description_id, sa.func.max(fields.c.start).label("latest"))
-                    .where(fields.c.description_id.in_(ids), fields.c.start <= end_us)
-                    .group_by(fields.c.description_id).subquery()
-                )
-                overlapping = base.where(fields.c.description_id.in_(ids), fields.c.end >= start_us,
-                                         fields.c.start <= end_us)
-                newest_rows = base.join(latest, sa.and_(latest.c.description_id == fields.c.description_id,
-                                                        latest.c.latest == fields.c.start))
-                for row in conn.execute(overlapping):
-                    rows[(row[0], row[3])] = (row, False)
-                for row in conn.execute(newest_rows):
-                    rows[(row[0], row[3])] = (row, True)
-        out, newest, samples = [], {}, {}
-        for (name, lo, hi, feed, count, path, provider, field), is_newest in rows.values():
-            loc = Location(path, provider, field, name, lo, hi, feed, count)
-            out.append(loc)
-            if is_newest:
-                newest[name] = max(feed, newest.get(name, feed))
-            samples[name] = samples.get(name, 0.0) + loc.samples_in(start_us, end_us)
+                query = _location_query().where(fields.c.description_id.in_(ids), fields.c.end >= start_us,
+                                                fields.c.start <= end_us)
+                out.extend(_location(row) for row in conn.execute(query))
         out.sort(key=lambda loc: (loc.start, loc.path))
-        return out, newest, samples
+        return out
 
     def first_starts(self, names: Iterable[str]) -> dict[str, int]:
         """Each name's first sample time (µs): where its history begins."""
@@ -748,28 +737,20 @@ class Index:
     def newest_locations(self, names: Iterable[str]) -> dict[str, Location]:
         """Each name's newest file (the one starting last): the only file
         of a name that may still grow past what the index saw."""
-        names = sorted(set(names))
         out = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(names):
+            for chunk in _chunks(sorted(set(names))):
                 ids = sa.select(description.c.id).where(description.c.description.in_(chunk))
                 latest = (
                     sa.select(fields.c.description_id, sa.func.max(fields.c.start).label("latest"))
                     .where(fields.c.description_id.in_(ids)).group_by(fields.c.description_id).subquery()
                 )
-                query = (
-                    sa.select(description.c.description, fields.c.start, fields.c.end, feeds.c.id, fields.c.samples,
-                              files.c.path, feeds.c.description, fields.c.field)
-                    .select_from(fields)
-                    .join(latest, sa.and_(latest.c.description_id == fields.c.description_id,
-                                          latest.c.latest == fields.c.start))
-                    .join(description, fields.c.description_id == description.c.id)
-                    .join(feeds, fields.c.feed_id == feeds.c.id)
-                    .join(files, feeds.c.file_id == files.c.id)
-                )
-                for name, lo, hi, feed, count, path, provider, field in conn.execute(query):
-                    if name not in out or feed > out[name].feed_id:
-                        out[name] = Location(path, provider, field, name, lo, hi, feed, count)
+                query = _location_query().join(latest, sa.and_(latest.c.description_id == fields.c.description_id,
+                                                               latest.c.latest == fields.c.start))
+                for row in conn.execute(query):
+                    loc = _location(row)
+                    if loc.name not in out or loc.feed_id > out[loc.name].feed_id:
+                        out[loc.name] = loc
         return out
 
     def counts(self) -> dict[str, int]:
