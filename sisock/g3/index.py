@@ -486,11 +486,12 @@ class Index:
             )).inserted_primary_key[0]
             providers = sorted({(prov_id, desc) for prov_id, desc, _ in ranges})
             feed_ids = {}
-            for prov_id, desc in providers:
-                feed_ids[(prov_id, desc)] = conn.execute(feeds.insert().values(
-                    file_id=file_id, filename=os.path.basename(path), path=path, prov_id=prov_id,
-                    description=desc, scanned=True,
-                )).inserted_primary_key[0]
+            if providers:  # one statement for all of them, one to read their ids back
+                conn.execute(feeds.insert(), [
+                    {"file_id": file_id, "filename": os.path.basename(path), "path": path, "prov_id": prov_id,
+                     "description": desc, "scanned": True} for prov_id, desc in providers])
+                feed_ids = {(prov_id, desc): feed for feed, prov_id, desc in conn.execute(
+                    sa.select(feeds.c.id, feeds.c.prov_id, feeds.c.description).where(feeds.c.file_id == file_id))}
             kinds = {f"{desc}.{field}": facts.get((prov_id, desc, field), ("float", 0))[0]
                      for prov_id, desc, field in ranges}
             names = self._description_ids(conn, kinds)
@@ -581,11 +582,13 @@ class Index:
         """A file of these providers over these µs spans changed: drop the
         rollups of its names (``ids`` per provider) in the chunks it
         touches, and note those chunks for a rebuild."""
-        todo = set()
-        for desc, (lo, hi) in spans.items():
-            for level in ROLLUP_LEVELS:
-                first, last = _chunk_of(lo, level), _chunk_of(hi, level)
-                todo.update((desc, level, chunk) for chunk in range(first, last + 1))
+        if not spans:
+            return
+        # The file's whole span for every provider in it: one delete a level
+        # then covers all its names, and each chunk deleted is rebuilt.
+        lo, hi = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
+        todo = {(desc, level, chunk) for desc in spans for level in ROLLUP_LEVELS
+                for chunk in range(_chunk_of(lo, level), _chunk_of(hi, level) + 1)}
         if not todo:
             return
         known = set(conn.execute(sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk)
@@ -593,13 +596,12 @@ class Index:
         fresh = sorted(todo - known)
         if fresh:
             conn.execute(rollup_todo.insert(), [{"provider": p, "level": lv, "chunk": c} for p, lv, c in fresh])
-        for desc in spans:
-            names = sorted(ids.get(desc, ()))
-            for level in ROLLUP_LEVELS:
-                chunks = sorted(c for p, lv, c in todo if p == desc and lv == level)
-                for part in _chunks(names):
-                    conn.execute(rollups.delete().where(rollups.c.description_id.in_(part), rollups.c.level == level,
-                                                        rollups.c.chunk.between(chunks[0], chunks[-1])))
+        names = sorted(set().union(*ids.values())) if ids else []
+        for level in ROLLUP_LEVELS:  # one statement a level for all the file's names
+            chunks = sorted(c for _, lv, c in todo if lv == level)
+            for part in _chunks(names):
+                conn.execute(rollups.delete().where(rollups.c.description_id.in_(part), rollups.c.level == level,
+                                                    rollups.c.chunk.between(chunks[0], chunks[-1])))
 
     def rollup_work(self) -> list[tuple[str, int, int]]:
         """``(provider, level, chunk)`` whose rollups are to be rebuilt."""
