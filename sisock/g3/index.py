@@ -54,6 +54,11 @@ feeds = sa.Table(
     sa.Column("prov_id", sa.Integer, nullable=False),
     sa.Column("description", sa.String(255), nullable=False, index=True),
     sa.Column("scanned", sa.Boolean, nullable=False, default=True),
+    # The provider's first and last sample in the file (µs): finding the
+    # files of a time range without going through every field row.
+    sa.Column("start", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("end", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_feeds_description_start", "description", "start"),
 )
 description = sa.Table(
     "description", metadata,
@@ -485,11 +490,16 @@ class Index:
                 path=path, size=size, mtime_ns=mtime_ns, status=status, error=error, scanned=time.time(),
             )).inserted_primary_key[0]
             providers = sorted({(prov_id, desc) for prov_id, desc, _ in ranges})
+            bounds = {}
+            for (prov_id, desc, _field), (lo, hi) in ranges.items():
+                old_lo, old_hi = bounds.get((prov_id, desc), (lo, hi))
+                bounds[(prov_id, desc)] = (min(lo, old_lo), max(hi, old_hi))
             feed_ids = {}
             if providers:  # one statement for all of them, one to read their ids back
                 conn.execute(feeds.insert(), [
                     {"file_id": file_id, "filename": os.path.basename(path), "path": path, "prov_id": prov_id,
-                     "description": desc, "scanned": True} for prov_id, desc in providers])
+                     "description": desc, "scanned": True, "start": bounds[(prov_id, desc)][0],
+                     "end": bounds[(prov_id, desc)][1]} for prov_id, desc in providers])
                 feed_ids = {(prov_id, desc): feed for feed, prov_id, desc in conn.execute(
                     sa.select(feeds.c.id, feeds.c.prov_id, feeds.c.description).where(feeds.c.file_id == file_id))}
             kinds = {f"{desc}.{field}": facts.get((prov_id, desc, field), ("float", 0))[0]
@@ -611,10 +621,11 @@ class Index:
                 .order_by(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk))]
 
     def longest_file_us(self) -> int:
-        """The longest time span one indexed file covers (µs): bounds the
-        search for the files overlapping a time range to an index range."""
+        """The longest time span one provider covers in one file (µs):
+        bounds the search for the files overlapping a time range to a range
+        of the index on start times."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.max(fields.c.end - fields.c.start))).scalar() or 0)
+            return int(conn.execute(sa.select(sa.func.max(feeds.c.end - feeds.c.start))).scalar() or 0)
 
     def rebuild_rollup(self, provider: str, level: int, chunk: int, longest_us: int | None = None) -> int:
         """Rebuild one chunk of a provider's rollups from its files'
@@ -626,12 +637,13 @@ class Index:
         if longest_us is None:
             longest_us = self.longest_file_us()
         with self.engine.begin() as conn:
-            feed_ids = (
-                sa.select(fields.c.feed_id).distinct().join(feeds, fields.c.feed_id == feeds.c.id)
-                .where(feeds.c.description == provider, fields.c.start >= lo_us - longest_us,
-                       fields.c.start < hi_us, fields.c.end >= lo_us)
-            )
-            blobs = _best_summaries(conn, lambda _chunk: summaries.c.feed_id.in_(feed_ids), [None], level)
+            feed_ids = sa.select(feeds.c.id).where(
+                feeds.c.description == provider, feeds.c.start >= lo_us - longest_us, feeds.c.start < hi_us,
+                feeds.c.end >= lo_us)
+            # The ids first, then their summaries by key: as one statement with a
+            # subquery, MariaDB may scan every summary (blobs and all) instead.
+            ids = sorted(row[0] for row in conn.execute(feed_ids))
+            blobs = _best_summaries(conn, lambda chunk: summaries.c.feed_id.in_(chunk), ids, level)
             parts = [s for s in (Summary.decode(b) for b in blobs.values()) if s is not None]
             series = build_rollup(parts, level, chunk)
             names = self._description_ids_of(conn, [f"{provider}.{field}" for field in series])
@@ -778,7 +790,15 @@ def _add_column(table: str, name: str, ddl: str):
     after a set-up killed between the DDL and the version row, is harmless)."""
     def step(conn):
         if name not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
-            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+            quoted = conn.dialect.identifier_preparer.quote(name)  # "end" is a keyword
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {quoted} {ddl}"))
+    return step
+
+
+def _add_index(index: sa.Index):
+    """A step creating an index of the schema unless it is there."""
+    def step(conn):
+        index.create(conn, checkfirst=True)
     return step
 
 
@@ -787,6 +807,9 @@ MIGRATIONS: dict[int, list] = {
     3: [
         _add_column("description", "kind", "VARCHAR(16) NOT NULL DEFAULT 'float'"),
         _add_column("fields", "samples", "BIGINT NOT NULL DEFAULT 0"),
+        _add_column("feeds", "start", "BIGINT NOT NULL DEFAULT 0"),
+        _add_column("feeds", "end", "BIGINT NOT NULL DEFAULT 0"),
+        _add_index(next(i for i in feeds.indexes if i.name == "ix_feeds_description_start")),
         "DELETE FROM summaries",
         "UPDATE files SET size = -1",
     ],
