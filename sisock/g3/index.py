@@ -241,6 +241,13 @@ def _chunks(values: list):
         yield values[i:i + _CHUNK]
 
 
+def _name_ids(conn, names) -> list[int]:
+    """The ids of ``names``, as values: a constant list on the indexed
+    ``description_id`` lets MariaDB range over the (name, time) indexes,
+    where a subquery may lead it through every field row of a year."""
+    return [row[0] for row in conn.execute(sa.select(description.c.id).where(description.c.description.in_(names)))]
+
+
 def _location_query():
     """Index rows joined into what a :class:`Location` holds."""
     return (
@@ -727,7 +734,7 @@ class Index:
         out = []
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(names))):
-                ids = sa.select(description.c.id).where(description.c.description.in_(chunk))
+                ids = _name_ids(conn, chunk)
                 query = _location_query().where(fields.c.description_id.in_(ids), fields.c.end >= start_us,
                                                 fields.c.start <= end_us)
                 out.extend(_location(row) for row in conn.execute(query))
@@ -754,7 +761,7 @@ class Index:
         out = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(names))):
-                ids = sa.select(description.c.id).where(description.c.description.in_(chunk))
+                ids = _name_ids(conn, chunk)
                 latest = (
                     sa.select(fields.c.description_id, sa.func.max(fields.c.start).label("latest"))
                     .where(fields.c.description_id.in_(ids)).group_by(fields.c.description_id).subquery()
