@@ -71,6 +71,12 @@ DAY_US = 86_400_000_000
 #: would otherwise pay three: pre-ping, read, rollback); the scanner's
 #: changes are seen at most this late, against passes minutes apart.
 GENERATION_TTL = 1.0
+#: Seconds of the newest data decoded before the server joins (at most
+#: :data:`PREFETCH_SHARE` of the cache): dashboards open on "the last 6
+#: hours" or a day, and after a restart their first request is then
+#: answered from memory instead of from the files.
+PREFETCH_SECONDS = 86400.0
+PREFETCH_SHARE = 0.25
 #: The contract's field types of the index's kinds.
 FIELD_TYPES = {"float": "number", "int": "number", "bool": "bool", "string": "string"}
 #: The error of every request made while the index database is unreachable.
@@ -159,6 +165,25 @@ class Archive:
         inside :meth:`one_request` (a panel looks it up a dozen times)."""
         held = getattr(self._request, "generation", None)
         return held if held is not None else self.fresh_generation()
+
+    def prefetch(self, names, seconds: float, share: float) -> int:
+        """Decode the files holding the last ``seconds`` of ``names``,
+        newest first, until ``share`` of the cache is used; returns how many
+        (file, provider) pairs were decoded."""
+        with self.one_request():
+            newest = self.newest(names)
+            if not newest:
+                return 0
+            end = max(loc.end for loc in newest.values()) / 1e6
+            locations, _ = self.locate(names, end - seconds, end)
+        pairs = sorted({(loc.start, loc.path, loc.provider) for loc in locations}, reverse=True)
+        done = 0
+        for _, path, provider in pairs:
+            if self.cache.bytes >= share * self.cache.max_bytes:
+                break
+            self.provider_samples(path, provider)
+            done += 1
+        return done
 
     def fresh_generation(self) -> str:
         """The generation, read again once :data:`GENERATION_TTL` has passed."""
@@ -300,25 +325,16 @@ class Archive:
         """One field of one file in answer buckets of ``width``: ``((keys,
         stats, first sample index of each bucket, kind), (t, values))``, or
         None when the file or field is gone. With ``level``, buckets are cut
-        on that summary grid (:func:`answer_keys`). Cached beside the decoded file:
-        a refreshing or sliding panel asks the same buckets of the same files
-        again, and a tile is a few kilobytes where the samples are megabytes."""
+        on that summary grid (:func:`answer_keys`). Every field of the file's
+        provider is bucketed at once and cached beside the decoded file: a
+        refreshing or sliding panel asks the same buckets of the same files
+        again, and tiles are kilobytes where the samples are megabytes."""
         found = self._samples_and_key(loc.path, loc.provider)
         if found is None or not found[0] or loc.field not in found[0]:
             return None
         samples, key = found
-        t, v = samples[loc.field]
-
-        def compute():
-            values = np.asarray(v)
-            if values.dtype.kind not in "fiub":
-                return (None, None, None, values.dtype.kind)
-            keys = answer_keys(t, width, level)
-            starts = group_starts(keys)
-            _, stats = m4_merge(keys, sample_stats(t, values.astype(np.float64)[None, :]))
-            return keys[starts], stats[:, 0], starts, values.dtype.kind
-
-        return self.cache.get_or_compute(("tile", *key, loc.field, width, level), compute), (t, v)
+        tiles = self.cache.get_or_compute(("tiles", *key, width, level), lambda: _tiles(samples, width, level))
+        return tiles[loc.field], samples[loc.field]
 
     def _tile_parts(self, loc, start, end, width, parts, texts, kinds, level=None):
         """The file's buckets wholly inside ``[start, end]`` from its tile;
@@ -432,7 +448,7 @@ class Archive:
         limits = {name: min(last, math.floor(loc.start / 1e6 / level)) for name, loc in self.newest(names).items()}
         rolled = self.rolled(list(limits), level, first, max(limits.values(), default=first))
         before = np.nextafter(first * level, -np.inf)
-        uncovered = defaultdict(list)
+        uncovered, whole = defaultdict(list), []
         for name, stop in limits.items():
             rest = []  # [lo, hi] ranges the files must answer
             if stop <= first:
@@ -447,7 +463,7 @@ class Archive:
                         continue
                     kinds.setdefault(name, next(iter(summary.kinds.values()), "f"))
                     if first <= chunk * CHUNK_BUCKETS and (chunk + 1) * CHUNK_BUCKETS <= stop:
-                        parts[name].append(self._rolled_tile(name, level, chunk, summary, width))
+                        whole.append((name, chunk, summary))
                         continue
                     keys = summary.keys(level)
                     stats = next(iter(summary.fields.values()))  # one field, under its short name
@@ -458,21 +474,39 @@ class Archive:
             for lo, hi in rest:
                 if hi >= lo:
                     uncovered[(lo, hi)].append(name)
+        for (name, _), tile in self._rolled_tiles(whole, level, width).items():
+            parts[name].append(tile)
         for (lo, hi), group in uncovered.items():  # names of one provider share their ranges
             self._pieces(group, lo, hi, width, level, parts, texts, kinds)
 
-    def _rolled_tile(self, name, level: int, chunk: int, summary, width: float):
-        """A whole rollup chunk merged into answer buckets of ``width``:
-        ``(keys, stats)``, cached like the chunk (until the index changes),
-        so a month-long panel merges a few dozen buckets per chunk, not a
-        thousand."""
-        def compute():
-            keys = np.floor((summary.keys(level) + 0.5) * level / width)
-            stats = next(iter(summary.fields.values()))
-            merged_keys, merged = m4_merge(keys, stats[:, None, :])
-            return merged_keys, merged[:, 0]
-
-        return self.cache.get_or_compute(("rolltile", self.generation(), name, level, chunk, width), compute)
+    def _rolled_tiles(self, whole, level: int, width: float) -> dict:
+        """``{(name, chunk): (keys, stats)}``: whole rollup chunks (``(name,
+        chunk, Summary)``) merged into answer buckets of ``width``, cached
+        like the chunks (until the index changes), so a month-long panel
+        merges a few dozen buckets per chunk, not a thousand. The chunks
+        not cached yet are merged together, in one pass."""
+        generation = self.generation()
+        out, todo = {}, []
+        for name, chunk, summary in whole:
+            cached = self.cache.get(("rolltile", generation, name, level, chunk, width))
+            if cached is None:
+                todo.append((name, chunk, summary))
+            else:
+                out[(name, chunk)] = cached
+        if not todo:
+            return out
+        keys = [np.floor((summary.keys(level) + 0.5) * level / width) for _, _, summary in todo]
+        labels = np.concatenate([np.full(len(k), i) for i, k in enumerate(keys)])
+        keys = np.concatenate(keys)
+        stats = np.concatenate([next(iter(summary.fields.values())) for _, _, summary in todo], axis=1)
+        starts = np.concatenate(([0], np.flatnonzero((keys[1:] != keys[:-1]) | (labels[1:] != labels[:-1])) + 1))
+        merged_keys, merged = m4_merge(keys, stats[:, None, :], starts=starts)
+        bounds = np.searchsorted(labels[starts], np.arange(len(todo) + 1), side="left")
+        for i, (name, chunk, _) in enumerate(todo):
+            tile = (merged_keys[bounds[i]:bounds[i + 1]], merged[:, 0, bounds[i]:bounds[i + 1]])
+            self.cache.put(("rolltile", generation, name, level, chunk, width), tile)
+            out[(name, chunk)] = tile
+        return out
 
     def rolled(self, names, level: int, first: int, last: int) -> dict:
         """``{(name, chunk): Summary}`` of the rollups holding buckets
@@ -524,6 +558,28 @@ def _summary_part(blocks: dict, field: str, start: float, end: float, width: flo
             bucket = np.floor(bucket / level)
         return np.floor((bucket + 0.5) * level / width), stats, summary.kinds.get(field, "f")
     return None
+
+
+def _tiles(samples: dict, width: float, level: int | None) -> dict:
+    """``{field: (keys, stats, first sample index of each bucket, kind)}``
+    of one provider's file; fields sharing a timeline (one block) are
+    bucketed in one pass. Strings get ``(None, None, None, kind)``."""
+    out, blocks = {}, defaultdict(list)
+    for name, (t, v) in samples.items():
+        kind = np.asarray(v).dtype.kind
+        if kind in "fiub":
+            blocks[id(t)].append(name)
+        else:
+            out[name] = (None, None, None, kind)
+    for names in blocks.values():
+        t = samples[names[0]][0]
+        keys = answer_keys(t, width, level)
+        starts = group_starts(keys)
+        matrix = np.vstack([np.asarray(samples[n][1], dtype=np.float64) for n in names])
+        _, stats = m4_merge(keys, sample_stats(t, matrix))
+        for i, name in enumerate(names):
+            out[name] = (keys[starts], stats[:, i], starts, np.asarray(samples[name][1]).dtype.kind)
+    return out
 
 
 def _edge(t, v, lo: int, hi: int, width: float, level: int | None = None):
@@ -720,6 +776,7 @@ def _warm_up(archive: Archive):
             for level in LEVELS:
                 width = level * MIN_BUCKETS_PER_ANSWER
                 archive.panel([name], t - 1000 * width, t, width / 2)
+        archive.prefetch(list(kinds), PREFETCH_SECONDS, PREFETCH_SHARE)
     except Exception as exc:
         if not unavailable(exc):
             raise

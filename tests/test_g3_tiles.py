@@ -55,3 +55,25 @@ def test_tiles_equal_m4_of_the_raw_samples(index_env, tmp_path):
     (keys, stats, starts, kind), (t, _) = reader.tile(loc, 120.0)
     assert kind == "f" and len(keys) == len(starts) < len(t) / 10
     assert stats.shape == (10, len(keys))
+
+
+def test_prefetch_decodes_the_newest_files_within_its_share(index_env, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    _, truth = make_archive(data, hours=4)
+    scan(index_env, data)
+    names = sorted(truth)
+    reader = archive(index_env, data)
+    assert reader.prefetch(names, 2 * 3600, 0.0) == 0  # no share of the cache: nothing decoded
+    decoded = []
+    real = reader._decode
+    monkeypatch.setattr(reader, "_decode", lambda full, provider: decoded.append(full) or real(full, provider))
+    # The last two hours of 4 hourly files: the newest two (or three, when a
+    # provider's last sample sits on the hour) files per provider.
+    pairs = reader.prefetch(names, 2 * 3600, 0.25)
+    assert len(decoded) == pairs and 2 * 2 <= pairs <= 3 * 2
+    decoded.clear()
+    end = START + 4 * 3600
+    got = reader.series(names, end - 2 * 3600, end, 43.4)
+    assert decoded == [] and set(got) == set(names)  # answered from memory
+    reader.series(names, START, START + 600, 43.4)
+    assert decoded  # older files are still read when asked for
