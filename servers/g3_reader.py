@@ -71,7 +71,7 @@ DAY_US = 86_400_000_000
 #: would otherwise pay three: pre-ping, read, rollback); the scanner's
 #: changes are seen at most this late, against passes minutes apart.
 GENERATION_TTL = 1.0
-#: Seconds of the newest data decoded before the server joins (at most
+#: Seconds of the newest data decoded once the server has joined (at most
 #: :data:`PREFETCH_SHARE` of the cache): dashboards open on "the last 6
 #: hours" or a day, and after a restart their first request is then
 #: answered from memory instead of from the files.
@@ -101,6 +101,7 @@ class Archive:
         self._down_lock = threading.Lock()
         self._request = threading.local()
         self._generation = (None, -math.inf)  # (value, monotonic time read)
+        self.prefetched = False
         self._generation_lock = threading.Lock()
 
     def index_state(self, down: bool) -> bool:
@@ -676,6 +677,10 @@ class G3Reader(DataNodeServer):
         self._seen_generation = None
         self._watch = task.LoopingCall(self._check_index)
         self._watch.start(WATCH_SECONDS, now=True)
+        if not self.archive.prefetched:  # once per process, not at every reconnection
+            self.archive.prefetched = True
+            threads.deferToThread(_prefetch, self.archive).addErrback(
+                lambda f: self.log.warn("prefetching the newest files failed: {e}", e=f.getErrorMessage()))
 
     def onLeave(self, details):
         watch = getattr(self, "_watch", None)
@@ -751,6 +756,19 @@ class G3Reader(DataNodeServer):
         return contract.series_reply(field, series, wire=False)
 
 
+def _prefetch(archive: Archive) -> int:
+    """Decode the archive's newest files in the background, once joined:
+    a restart is not slowed down by it, and a request arriving meanwhile
+    waits for (never repeats) a file being decoded."""
+    try:
+        return archive.prefetch(list(archive.index.kinds(0, 2**62)), PREFETCH_SECONDS, PREFETCH_SHARE)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        log.warn("the index database went away while prefetching ({e})", e=error_reason(exc))
+        return 0
+
+
 def _warm_up(archive: Archive):
     """Pay one-time costs before joining, not in the first user's request:
     so3g's import, the database connection, compiling each query, numpy's
@@ -776,7 +794,6 @@ def _warm_up(archive: Archive):
             for level in LEVELS:
                 width = level * MIN_BUCKETS_PER_ANSWER
                 archive.panel([name], t - 1000 * width, t, width / 2)
-        archive.prefetch(list(kinds), PREFETCH_SECONDS, PREFETCH_SHARE)
     except Exception as exc:
         if not unavailable(exc):
             raise
