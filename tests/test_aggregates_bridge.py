@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 from autobahn.wamp.exception import ApplicationError
-from twisted.internet import threads
+from bridge_source import datasource_on, stop
 
 from sisock import contract
 from sisock.aggregate import bucket_stats
-from sisock.components.http.datasource import DataSource, NodeFailed
+from sisock.components.http.datasource import NodeFailed
 from sisock.components.http.request import AnswerTooLarge, BadRequest
 
 from conftest import node_names
@@ -41,10 +41,9 @@ mixed = _load("mixed")
 
 @pytest.fixture(scope="module")
 def datasource(client):
-    reactor = client.link.reactor
-    ds = threads.blockingCallFromThread(reactor, lambda: DataSource(client.link, call_timeout=30))
+    ds = datasource_on(client)
     yield ds
-    threads.blockingCallFromThread(reactor, lambda: ds._refresher.running and ds._refresher.stop())
+    stop(client, ds)
 
 
 @pytest.fixture(scope="module")
