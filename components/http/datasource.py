@@ -227,7 +227,7 @@ class DataSource:
         stride = q.min_stride
         return [(t, *series.reduce(times, values, q.max_points, stride)) for t, times, values in raw]
 
-    def _judge(self, results: dict, hint: str) -> None:
+    def _judge(self, results: dict, hint: str, what: str = "get_data") -> None:
         """Raise what the replies of the nodes asked say, if the answer
         cannot be given: the router gone (Unavailable), a node refusing to
         send that much (AnswerTooLarge, with ``hint`` on what to lower), or
@@ -240,7 +240,7 @@ class DataSource:
             if result is False:  # the contract's "more than I will ship in one reply"
                 raise AnswerTooLarge(f"data node {node} refused to send that much in one reply; {hint}")
             if isinstance(result, Exception) and not _missing(result):
-                log.warn("a call to {n} failed: {e}", n=node, e=_reason(result))
+                log.warn("{w} on {n} failed: {e}", w=what, n=node, e=_reason(result))
                 failures[node] = result
         answered = [node for node, result in results.items() if not isinstance(result, Exception)]
         if failures and not answered:
@@ -303,7 +303,7 @@ class DataSource:
             procedure = contract.get_aggregates_procedure(node)
             result = self._gather({node: (procedure, (fields, start, end, interval, offset), {})})
             if not _missing(result[node]):
-                self._judge(result, "use a wider interval or a shorter range")
+                self._judge(result, "use a wider interval or a shorter range", "get_aggregates")
                 try:
                     return aggregate.from_wire(result[node], set(fields))
                 except ValueError as exc:
