@@ -296,6 +296,11 @@ class DataSource:
         self.require_link()
         if not fields or not valid_node_name(node):
             return {}
+        # Panels open in several browsers ask the same at the same moment.
+        key = ("aggregates", node, tuple(fields), start, end, interval, offset)
+        return self._same.run(key, lambda: self._aggregates_of(node, fields, start, end, interval, offset))
+
+    def _aggregates_of(self, node, fields, start, end, interval, offset):
         self._learn({node: fields})  # before asking: a refresh forgets what the node lacks
         with self._lock:
             asked = node not in self._no_aggregates
@@ -306,12 +311,12 @@ class DataSource:
                 self._judge(result, "use a wider interval or a shorter range", "get_aggregates")
                 try:
                     return aggregate.from_wire(result[node], set(fields))
-                except ValueError as exc:
+                except (TypeError, ValueError) as exc:  # a node sending something else than the contract
                     log.warn("{n}: unreadable get_aggregates reply: {e}", n=node, e=exc)
                     raise NodeFailed({node: exc}) from None
             with self._lock:
                 self._no_aggregates.add(node)
-        return aggregate.series_stats(self.raw(node, fields, start, end), start, end, interval, offset)
+        return aggregate.series_stats(self._raw_of(node, fields, start, end, None), start, end, interval, offset)
 
     def raw(self, node: str, fields, start: float, end: float,
             limit: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -324,6 +329,10 @@ class DataSource:
         self.require_link()
         if not fields or not valid_node_name(node):
             return {}
+        key = ("raw", node, tuple(fields), start, end, limit)
+        return self._same.run(key, lambda: self._raw_of(node, fields, start, end, limit))
+
+    def _raw_of(self, node, fields, start, end, limit):
         by_node = {node: fields}
         self._learn(by_node)
         results = self._get_data([node], by_node, start, end, None)
