@@ -36,6 +36,8 @@ KEYS = ("bucket", *STATS)
 #: Keys of a field whose values are not numbers: no sum, minimum or maximum.
 TEXT_KEYS = ("bucket", "n", "t_first", "first", "t_last", "last")
 _VALUE_ROWS = (FIRST, LAST, MIN, MAX)
+#: The longest interval: bucket starts stay within int64 nanoseconds.
+MAX_INTERVAL_NS = 2**62
 _NUMERIC = "fiub"
 
 
@@ -48,8 +50,9 @@ def grid(interval: float, offset: float = 0.0) -> tuple[int, int]:
         offset_ns = int(round(float(offset) * 1e9))
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"interval and offset must be numbers of seconds, got {interval!r}, {offset!r}") from None
-    if not interval_ns >= 1:
-        raise ValueError(f"interval must be at least 1 ns, got {interval!r}")
+    if not 1 <= interval_ns <= MAX_INTERVAL_NS:
+        raise ValueError(f"interval must be between 1 ns and {MAX_INTERVAL_NS / 1e9 / 86400 / 365.25:.0f} years, "
+                         f"got {interval!r}")
     return interval_ns, offset_ns % interval_ns
 
 

@@ -130,11 +130,15 @@ def test_buckets_are_cut_on_truncated_nanoseconds():
 
 
 def test_bad_intervals_are_refused():
-    for interval in (0, -1, 1e-12, float("nan"), "x"):
+    for interval in (0, -1, 1e-12, float("nan"), float("inf"), 1e12, "x"):
         with pytest.raises(ValueError):
             bucket_stats(np.arange(3.0), np.arange(3.0), 0, 3, interval)
     with pytest.raises(ValueError):
+        bucket_stats(np.arange(3.0), np.arange(2.0), 0, 3, 1, offset=float("inf"))
+    with pytest.raises(ValueError):
         bucket_stats(np.arange(3.0), np.arange(2.0), 0, 3, 1)
+    a_century = bucket_stats(np.array([-1.0, 1.0]), [1.0, 2.0], -5, 5, 100 * 365.25 * 86400, offset=-1e9)
+    assert a_century["n"].tolist() == [2]
 
 
 def test_the_wire_form_round_trips():
