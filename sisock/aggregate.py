@@ -19,16 +19,16 @@ the interval, as InfluxDB does).
 NaN is not a sample. InfluxDB cannot store NaN, so a series fed to it never
 holds one, while a g3 file (or a server's own arrays) may use NaN for "no
 reading": such samples are skipped, as if they had never been written.
-``None`` among values is skipped for the same reason. Every other sample
-counts, including two at the same time: callers that know their sources
-overlap remove duplicates first (:func:`sisock.downsample.sorted_unique`).
+``None`` among values is skipped for the same reason. :func:`bucket_stats`
+counts every other sample, two at the same time included;
+:func:`series_stats`, for what data nodes send, counts each time once.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sisock.downsample import FIRST, LAST, MAX, MIN, STATS, group_starts, m4_merge, sample_stats
+from sisock.downsample import FIRST, LAST, MAX, MIN, STATS, group_starts, m4_merge, sample_stats, sorted_unique
 from sisock.g3.summary import restore_type
 
 #: Keys of one field's answer: bucket starts (int64 ns), then the statistics.
@@ -152,9 +152,14 @@ def empty(kind: str = "f") -> dict:
 
 
 def series_stats(series, start: float, end: float, interval: float, offset: float = 0.0) -> dict:
-    """``{name: bucket_stats(...)}`` of ``{name: (t, values)}``, leaving out
-    the names without a sample in the range (as an answer does)."""
-    out = {name: bucket_stats(t, v, start, end, interval, offset) for name, (t, v) in series.items()}
+    """``{name: bucket_stats(...)}`` of ``{name: (t, values)}`` as a data
+    node sends them, each time counted once (its first sample: a series in
+    InfluxDB holds one point per time, and archives may overlap), leaving
+    out the names without a sample in the range (as an answer does)."""
+    out = {}
+    for name, (t, v) in series.items():
+        t, v = sorted_unique(np.asarray(t, dtype=np.float64), as_values(v))
+        out[name] = bucket_stats(t, v, start, end, interval, offset)
     return {name: answer for name, answer in out.items() if len(answer["bucket"])}
 
 
