@@ -35,6 +35,8 @@ from sisock.g3.index import (
     Index,
     ScannedFile,
     StillUnavailable,
+    chunk_start_us,
+    chunks_touched,
     contended,
     database_url,
     describe_url,
@@ -214,12 +216,14 @@ class Scanner:
     #: batches while the database is slower than them, few enough that a
     #: slow or unreachable database does not pile up every file's extract
     #: in memory.
-    READ_AHEAD, READ_AHEAD_BYTES = 16, 512 << 20
+    READ_AHEAD, READ_AHEAD_BYTES = 32, 512 << 20
     #: Most files, and bytes of summaries, stored in one transaction: what
     #: a scanner killed during it loses.
     BATCH_FILES, BATCH_BYTES = 64, 16 << 20
     #: Bytes of summaries kept for building the rollups of a pass.
     HELD_BYTES = 64 << 20
+    #: Complete rollup chunks worth a transaction during a pass.
+    EARLY_CHUNKS = 8
     #: Waits between attempts while the index database is unreachable.
     RETRY_FIRST, RETRY_MAX = 0.5, 10.0
     #: Attempts at one transaction that another writer keeps beating (a
@@ -289,11 +293,18 @@ class Scanner:
         todo.sort(key=lambda c: (c.mtime_ns, c.path), reverse=True)
         stats.unchanged = len(on_disk) - len(todo)
         progress = Progress(len(todo), sum(c.size for c in todo))
+        touched, oldest = set(), None
         try:
             for batch in self._batches(todo):
-                self._store(batch, stats, known)
+                stored = self._store(batch, stats, known)
                 for candidate, _ in batch:
                     progress.step(candidate.size)
+                for result in stored:
+                    touched |= chunks_touched(result.ranges)
+                    starts = [lo for lo, _ in result.ranges.values()]
+                    if starts:
+                        oldest = min(starts) if oldest is None else min(oldest, min(starts))
+                touched = self._rollups_behind(touched, oldest, stats)
                 if self._held.over():
                     self._rebuild_held_level(stats)
         finally:
@@ -302,6 +313,22 @@ class Scanner:
         self._held = HeldSummaries(self.HELD_BYTES)
         stats.seconds = time.monotonic() - t0
         return stats
+
+    def _rollups_behind(self, touched: set, oldest: int | None, stats: PassStats) -> set:
+        """Build the chunks this pass touched that lie wholly after the
+        oldest sample it stored, once there are :attr:`EARLY_CHUNKS` of
+        them: files come newest first, so the files still to come are
+        older and these chunks are complete (one that is not, because a
+        later file does touch it, is noted again and rebuilt at the end).
+        Built now, they keep the CPU busy while the workers read files;
+        returns the chunks still waiting."""
+        if oldest is None:
+            return touched
+        ready = sorted(w for w in touched if chunk_start_us(w[1], w[2]) > oldest)
+        if len(ready) < self.EARLY_CHUNKS:
+            return touched
+        self._rebuild(ready, stats)
+        return touched - set(ready)
 
     def _rollups(self, stats: PassStats):
         """Rebuild the rollups the pass's files (or a pass killed before
@@ -320,22 +347,17 @@ class Scanner:
         self._held.drop(level)
 
     def _rebuild(self, work, stats: PassStats) -> int:
-        """Rebuild ``work`` (``(provider, level, chunk)``), a provider's
-        chunks a few transactions at a time."""
+        """Rebuild ``work`` (``(provider, level, chunk)``), a few
+        transactions at a time, from the summaries held where possible."""
         if not work:
             return 0
         longest = self._retrying("sizing files", lambda _retry: self.index.longest_file_us())
-        held = self._held.blobs
-        by_provider: dict[str, list] = {}
-        for provider, lv, chunk in work:
-            by_provider.setdefault(provider, []).append((lv, chunk))
-        done = 0
-        for provider, items in by_provider.items():
-            while items:
-                rebuilt = self._retrying(f"rebuilding rollups of {provider}", lambda _retry, p=provider, i=items:
-                                         self.index.rebuild_rollups(p, i, longest, held))
-                items = items[rebuilt.chunks:]
-                done += rebuilt.chunks
+        done, left = 0, list(work)
+        while left:
+            rebuilt = self._retrying("rebuilding rollups", lambda _retry, w=left:
+                                     self.index.rebuild_rollups(w, longest, self._held.blobs))
+            left = left[rebuilt.chunks:]
+            done += rebuilt.chunks
         stats.rollups += done
         return done
 
@@ -378,7 +400,8 @@ class Scanner:
                 fill()
                 yield batch
 
-    def _store(self, batch, stats: PassStats, known):
+    def _store(self, batch, stats: PassStats, known) -> list[Extract]:
+        """Index a batch; returns the extracts stored."""
         ready = []
         for c, result in batch:
             if result.missing:
@@ -397,7 +420,7 @@ class Scanner:
                          p=c.path, e=result.error)
             ready.append((c, result))
         if not ready:
-            return
+            return []
         # Index what was read, under the size/mtime it had when read. A
         # retry always clears the files' rows first: a connection lost
         # during the commit may have lost only the acknowledgement.
@@ -407,6 +430,7 @@ class Scanner:
                         known=c.path in known or retry) for c, r in ready]))
         for c, result in ready:
             self._held.add(feed_ids[c.path], result.blobs)
+        return [result for _, result in ready]
 
 
 def _summary_bytes(result: Extract) -> int:

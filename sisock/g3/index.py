@@ -425,6 +425,34 @@ def _rollups_touched(spans: Mapping[str, tuple[int, int]], ids: Mapping[str, set
     return todo, stale
 
 
+def _or_batches(terms):
+    """Conditions ``(values, *clauses)`` (the clauses of one joined by AND),
+    joined by OR into as few conditions as keep about ``_CHUNK`` values each."""
+    batch, size = [], 0
+    for values, *clauses in terms:
+        if batch and size + values > _CHUNK:
+            yield sa.or_(*batch)
+            batch, size = [], 0
+        batch.append(sa.and_(*clauses))
+        size += values
+    if batch:
+        yield sa.or_(*batch)
+
+
+def chunks_touched(ranges) -> set[tuple[str, int, int]]:
+    """The rollup chunks ``(provider, level, chunk)`` that storing a file
+    with these ``ranges`` (:meth:`Index.replace_file`) marks for a rebuild."""
+    spans = {}
+    for (_, desc, _field), (lo, hi) in ranges.items():
+        old_lo, old_hi = spans.get(desc, (lo, hi))
+        spans[desc] = (min(lo, old_lo), max(hi, old_hi))
+    return _rollups_touched(spans, {})[0]
+
+
+def chunk_start_us(level: int, chunk: int) -> int:
+    return _chunk_span_us(chunk, level)[0]
+
+
 def _decoded(blobs: Iterable[bytes]) -> list[Summary]:
     return [s for s in (Summary.decode(b) for b in blobs) if s is not None]
 
@@ -683,7 +711,7 @@ class Index:
                 todo |= file_todo
                 stale |= file_stale
             for i in range(0, len(field_rows), _INSERT_ROWS):
-                conn.execute(fields.insert(), field_rows[i:i + _INSERT_ROWS])
+                conn.execute(fields.insert().execution_options(**{BINARY: True}), field_rows[i:i + _INSERT_ROWS])
             for part in _byte_chunks(blob_rows):
                 conn.execute(summaries.insert().execution_options(**{BINARY: True}), part)
             self._touch_rollups(conn, todo, stale)
@@ -777,20 +805,11 @@ class Index:
         groups: dict[tuple[int, tuple], list] = {}
         for (level, chunk), ids in names_of.items():
             groups.setdefault((level, tuple(sorted(ids))), []).append(chunk)
-        terms = []
-        for (level, ids), chunks in sorted(groups.items()):
-            for part in _chunks(list(ids)):
-                terms.append((len(part) + len(chunks), sa.and_(
-                    rollups.c.level == level, rollups.c.chunk.in_(sorted(chunks)),
-                    rollups.c.description_id.in_(part))))
-        batch, size = [], 0
-        for cost, term in terms + [(None, None)]:  # a statement holds at most about _CHUNK values
-            if batch and (term is None or size + cost > _CHUNK):
-                conn.execute(rollups.delete().where(sa.or_(*batch)))
-                batch, size = [], 0
-            if term is not None:
-                batch.append(term)
-                size += cost
+        terms = [(len(part) + len(chunks), rollups.c.level == level, rollups.c.chunk.in_(sorted(chunks)),
+                  rollups.c.description_id.in_(part))
+                 for (level, ids), chunks in sorted(groups.items()) for part in _chunks(list(ids))]
+        for condition in _or_batches(terms):
+            conn.execute(rollups.delete().where(condition))
 
     def rollup_work(self) -> list[tuple[str, int, int]]:
         """``(provider, level, chunk)`` whose rollups are to be rebuilt."""
@@ -812,12 +831,12 @@ class Index:
         returns the number of names written. ``longest_us``
         (:meth:`longest_file_us`) lets the file search use the index on
         start times instead of every file of the provider."""
-        return self.rebuild_rollups(provider, [(level, chunk)], longest_us).names
+        return self.rebuild_rollups([(provider, level, chunk)], longest_us).names
 
-    def rebuild_rollups(self, provider: str, work: Sequence[tuple[int, int]], longest_us: int | None = None,
+    def rebuild_rollups(self, work: Sequence[tuple[str, int, int]], longest_us: int | None = None,
                         held: HeldSummaries | None = None, max_bytes: int = 32 << 20) -> Rebuilt:
-        """Rebuild chunks ``(level, chunk)`` of a provider's rollups, in
-        order, in one transaction with the removal of their to-do rows.
+        """Rebuild chunks ``(provider, level, chunk)`` of rollups, in order,
+        in one transaction with the removal of their to-do rows.
 
         Summaries of feeds in ``held`` (those a pass just stored) are taken
         from there, the others read back from the index: the result is the
@@ -829,24 +848,26 @@ class Index:
             return Rebuilt(0, 0)
         if longest_us is None:
             longest_us = self.longest_file_us()
-        spans = [_chunk_span_us(chunk, level) for level, chunk in work]
-        lo_all, hi_all = min(a for a, _ in spans), max(b for _, b in spans)
+        spans = [_chunk_span_us(chunk, level) for _, level, chunk in work]
+        ranges: dict[str, tuple[int, int]] = {}
+        for (provider, _, _), (lo, hi) in zip(work, spans, strict=True):
+            old_lo, old_hi = ranges.get(provider, (lo, hi))
+            ranges[provider] = (min(lo, old_lo), max(hi, old_hi))
         with self.engine.begin() as conn:
-            # The ids first (of every chunk at once), then their summaries by
-            # key: as one statement with a subquery, MariaDB may scan every
-            # summary (blobs and all) instead.
-            candidates = conn.execute(
+            # The ids first (of all of a provider's chunks at once), then
+            # their summaries by key: as one statement with a subquery,
+            # MariaDB may scan every summary (blobs and all) instead.
+            candidates = {provider: conn.execute(
                 sa.select(feeds.c.id, feeds.c.start, feeds.c.end).where(
-                    feeds.c.description == provider, feeds.c.start >= lo_all - longest_us,
-                    feeds.c.start < hi_all, feeds.c.end >= lo_all)).all()
+                    feeds.c.description == provider, feeds.c.start >= lo - longest_us,
+                    feeds.c.start < hi, feeds.c.end >= lo)).all() for provider, (lo, hi) in ranges.items()}
             name_ids: dict[str, int] = {}
             rows, done, written, stale = [], [], 0, set()
-            for (level, chunk), (lo_us, hi_us) in zip(work, spans, strict=True):
-                ids = sorted(f for f, start, end in candidates
+            for (provider, level, chunk), (lo_us, hi_us) in zip(work, spans, strict=True):
+                ids = sorted(f for f, start, end in candidates[provider]
                              if lo_us - longest_us <= start < hi_us and end >= lo_us)
                 series = build_rollup(_decoded(self._summaries_for(conn, ids, level, held)), level, chunk)
-                wanted = [f"{provider}.{field}" for field in series]
-                missing = [n for n in wanted if n not in name_ids]
+                missing = [n for n in (f"{provider}.{field}" for field in series) if n not in name_ids]
                 if missing:
                     name_ids.update(self._description_ids_of(conn, missing))
                 for field, summary in series.items():
@@ -857,20 +878,20 @@ class Index:
                     rows.append({"description_id": name_id, "level": level, "chunk": chunk, "data": data})
                     stale.add((name_id, level, chunk))
                     written += len(data)
-                done.append((level, chunk))
+                done.append((provider, level, chunk))
                 if written >= max_bytes:
                     break
             self._delete_rollups(conn, stale)
             for part in _byte_chunks(rows):
                 conn.execute(rollups.insert().execution_options(**{BINARY: True}), part)
-            by_level: dict[int, list] = {}
-            for level, chunk in done:
-                by_level.setdefault(level, []).append(chunk)
-            for level, chunks in sorted(by_level.items()):
-                for part in _chunks(chunks):
-                    conn.execute(rollup_todo.delete().where(
-                        rollup_todo.c.provider == provider, rollup_todo.c.level == level,
-                        rollup_todo.c.chunk.in_(part)))
+            by_key: dict[tuple[str, int], list] = {}
+            for provider, level, chunk in done:
+                by_key.setdefault((provider, level), []).append(chunk)
+            for part in _or_batches([(len(chunks), rollup_todo.c.provider == provider, rollup_todo.c.level == level,
+                                      rollup_todo.c.chunk.in_(chunks))
+                                     for (provider, level), whole in sorted(by_key.items())
+                                     for chunks in _chunks(whole)]):
+                conn.execute(rollup_todo.delete().where(part))
             self._bump(conn)
         return Rebuilt(len(done), len(rows))
 
