@@ -453,8 +453,18 @@ def chunk_start_us(level: int, chunk: int) -> int:
     return _chunk_span_us(chunk, level)[0]
 
 
-def _decoded(blobs: Iterable[bytes]) -> list[Summary]:
-    return [s for s in (Summary.decode(b) for b in blobs) if s is not None]
+def _decoded(blobs: Iterable[bytes], memo: dict) -> list[Summary]:
+    """The summaries in ``blobs`` (of this format); ``memo`` keeps those
+    decoded already, by blob, for the chunks a blob spans."""
+    out = []
+    for blob in blobs:
+        key = id(blob)
+        if key not in memo:
+            memo[key] = (blob, Summary.decode(blob))  # the blob kept alive, so its id stays its own
+        summary = memo[key][1]
+        if summary is not None:
+            out.append(summary)
+    return out
 
 
 @dataclass(frozen=True)
@@ -862,11 +872,11 @@ class Index:
                     feeds.c.description == provider, feeds.c.start >= lo - longest_us,
                     feeds.c.start < hi, feeds.c.end >= lo)).all() for provider, (lo, hi) in ranges.items()}
             name_ids: dict[str, int] = {}
-            rows, done, written, stale = [], [], 0, set()
+            rows, done, written, stale, decoded = [], [], 0, set(), {}
             for (provider, level, chunk), (lo_us, hi_us) in zip(work, spans, strict=True):
                 ids = sorted(f for f, start, end in candidates[provider]
                              if lo_us - longest_us <= start < hi_us and end >= lo_us)
-                series = build_rollup(_decoded(self._summaries_for(conn, ids, level, held)), level, chunk)
+                series = build_rollup(_decoded(self._summaries_for(conn, ids, level, held), decoded), level, chunk)
                 missing = [n for n in (f"{provider}.{field}" for field in series) if n not in name_ids]
                 if missing:
                     name_ids.update(self._description_ids_of(conn, missing))
