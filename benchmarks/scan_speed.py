@@ -146,7 +146,8 @@ def main():
         size = sum(os.path.getsize(f) for f in files)
         head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=True,
                               capture_output=True, text=True).stdout.strip()
-        print(f"archive: {len(files)} files, {size / 1e6:.0f} MB; current code {head}, previous {args.previous}", flush=True)
+        print(f"archive: {len(files)} files, {size / 1e6:.0f} MB; current code {head}, previous {args.previous}",
+              flush=True)
         previous = extract_previous(args.previous, os.path.join(work, "previous"))
         results = {"previous": [], "current": []}
         for i in range(args.runs):

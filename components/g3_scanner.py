@@ -306,7 +306,8 @@ class Scanner:
                         oldest = min(starts) if oldest is None else min(oldest, min(starts))
                 touched = self._rollups_behind(touched, oldest, stats)
                 if self._held.over():
-                    self._rebuild_held_level(stats)
+                    level = self._rebuild_held_level(stats)
+                    touched = {w for w in touched if w[1] != level}
         finally:
             progress.close()
         self._rollups(stats)
@@ -338,13 +339,14 @@ class Scanner:
             return
         log.info("rebuilt {n} rollup chunk(s)", n=self._rebuild(work, stats))
 
-    def _rebuild_held_level(self, stats: PassStats):
+    def _rebuild_held_level(self, stats: PassStats) -> int:
         """Too many summaries held: build the chunks to do at the level
-        holding most of them, then let go of that level."""
+        holding most of them, then let go of that level; returns it."""
         level = self._held.heaviest_level()
         work = self._retrying("listing rollups to rebuild", lambda _retry: self.index.rollup_work())
         self._rebuild([w for w in work if w[1] == level], stats)
         self._held.drop(level)
+        return level
 
     def _rebuild(self, work, stats: PassStats) -> int:
         """Rebuild ``work`` (``(provider, level, chunk)``), a few

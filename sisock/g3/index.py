@@ -171,7 +171,15 @@ def unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
         return True
+    if getattr(getattr(exc, "orig", None), "errno", None) in _MARIADB_UNREACHABLE:
+        return True
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+#: The client's "cannot connect" (socket, TCP), "server has gone away" and
+#: "lost connection": mysql-connector's C extension raises them as
+#: DatabaseError, where its pure-Python path raises InterfaceError.
+_MARIADB_UNREACHABLE = {2002, 2003, 2006, 2013, 2055}
 
 
 #: MariaDB's "deadlock found" and "lock wait timeout exceeded": the server
