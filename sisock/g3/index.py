@@ -5,8 +5,9 @@ otherwise; SQLAlchemy Core gives both one code path. Tables keep the names of
 the original design (``feeds``, ``fields``, ``description``) plus ``files``,
 which remembers size and mtime so unchanged files are never read twice.
 
-Every statement is built by SQLAlchemy with bound parameters; no value from
-a file or a request is ever formatted into SQL text.
+Every statement is built by SQLAlchemy (a bulk insert, from the schema's
+table and column names) with bound parameters; no value from a file or a
+request is ever formatted into SQL text.
 """
 
 from __future__ import annotations
@@ -271,18 +272,36 @@ def _binary_insert(cursor, statement, parameters, context):
     statement."""
     if not context.execution_options.get(BINARY):
         return None
-    rows = parameters if isinstance(parameters, (list, tuple)) else [parameters]
+    many = isinstance(parameters, list) or (isinstance(parameters, tuple) and parameters
+                                            and isinstance(parameters[0], (Mapping, tuple, list)))
+    rows = parameters if many else [parameters]
     head, sep, values = statement.partition(" VALUES ")
     names = _PYFORMAT.findall(values)
-    if not sep or not names or not all(isinstance(row, Mapping) for row in rows):
+    if sep and names and all(isinstance(row, Mapping) for row in rows):
+        width, flat = len(names), [row[name] for row in rows for name in names]
+    elif sep and not names and values.count("%s") and all(isinstance(row, (tuple, list)) for row in rows):
+        width, flat = values.count("%s"), [value for row in rows for value in row]
+    else:
         return None  # not the shape this is for: the driver's own way
-    one = "(" + ", ".join(["?"] * len(names)) + ")"
+    one = "(" + ", ".join(["?"] * width) + ")"
     prepared = _prepared_cursor(context.root_connection.connection.dbapi_connection)
     try:
-        prepared.execute(head + sep + ", ".join([one] * len(rows)), [row[name] for row in rows for name in names])
+        prepared.execute(head + sep + ", ".join([one] * len(rows)), flat)
     finally:
         prepared.close()
     return True
+
+
+def _insert_tuples(conn, table: sa.Table, columns: Sequence[str], rows: list[tuple]):
+    """Insert ``rows`` (tuples of ``columns``) into ``table`` as bound
+    parameters of a statement made from the schema's own names, past
+    SQLAlchemy's processing of every row: for the tens of thousands of field
+    rows of a batch, that processing costs more than the driver's work."""
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    statement = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+                 f"VALUES ({', '.join([mark] * len(columns))})")
+    conn.exec_driver_sql(statement, rows, execution_options={BINARY: True})
 
 
 #: Most values bound in one ``IN (...)``: SQLite before 3.32 takes at most
@@ -292,6 +311,7 @@ _CHUNK = 500
 
 #: Rows of small values in one INSERT (a few hundred kB of SQL).
 _INSERT_ROWS = 5000
+_FIELD_COLUMNS = ("feed_id", "description_id", "field", "start", "end", "samples")
 
 
 def _chunks(values: list):
@@ -718,8 +738,8 @@ class Index:
             for s in scanned:
                 facts, ids = s.facts or {}, feed_ids.get(file_ids[s.path], {})
                 field_rows.extend(
-                    {"feed_id": ids[(prov_id, desc)], "description_id": names[f"{desc}.{field}"], "field": field,
-                     "start": lo, "end": hi, "samples": int(facts.get((prov_id, desc, field), ("float", 0))[1])}
+                    (ids[(prov_id, desc)], names[f"{desc}.{field}"], field, lo, hi,
+                     int(facts.get((prov_id, desc, field), ("float", 0))[1]))
                     for (prov_id, desc, field), (lo, hi) in s.ranges.items())
                 blob_rows.extend(
                     {"feed_id": ids[(prov_id, desc)], "block": block, "level": level, "data": data}
@@ -729,7 +749,7 @@ class Index:
                 todo |= file_todo
                 stale |= file_stale
             for i in range(0, len(field_rows), _INSERT_ROWS):
-                conn.execute(fields.insert().execution_options(**{BINARY: True}), field_rows[i:i + _INSERT_ROWS])
+                _insert_tuples(conn, fields, _FIELD_COLUMNS, field_rows[i:i + _INSERT_ROWS])
             for part in _byte_chunks(blob_rows):
                 conn.execute(summaries.insert().execution_options(**{BINARY: True}), part)
             self._touch_rollups(conn, todo, stale)
