@@ -2,10 +2,9 @@
 
 Each pass lists ``DATA_DIRECTORY``, drops what was deleted, and reads only
 files that are new, changed (size or mtime) or were unreadable last time.
-Files go into the index one transaction per file, or, while the database is
-slower than the workers reading them, one per batch of the files waiting:
-killing the scanner at any moment loses at most the file(s) in hand, never
-leaves half of one. A
+Files go into the index several to a transaction (a few, or all those read
+while the database was busy, up to a bound): killing the scanner at any
+moment loses at most the file(s) in hand, never leaves half of one. A
 broken file is logged, left out and tried again next pass; it never stops
 the scan. The scanner may start before the database does, and with other
 scanners or readers opening the same new index: it waits for the database
@@ -205,9 +204,9 @@ class HeldSummaries:
 class Scanner:
     """Files are read and summarized by a pool of worker processes (decoding
     is CPU-bound and holds the GIL); the index is written here, in the
-    order the files were handed out: one file per transaction while the
-    database keeps up with the workers, all the files that are waiting (up
-    to a bound) in one transaction once it does not."""
+    order the files were handed out, several files per transaction: a few
+    while the database keeps up with the workers, all that are waiting (up
+    to a bound) once it does not."""
 
     #: Below this many files a pool costs more than it saves.
     POOL_MIN_FILES = 8
@@ -217,9 +216,13 @@ class Scanner:
     #: slow or unreachable database does not pile up every file's extract
     #: in memory.
     READ_AHEAD, READ_AHEAD_BYTES = 32, 512 << 20
-    #: Most files, and bytes of summaries, stored in one transaction: what
-    #: a scanner killed during it loses.
-    BATCH_FILES, BATCH_BYTES = 64, 16 << 20
+    #: Files stored in one transaction: at least ``BATCH_MIN`` (fewer at the
+    #: end of a pass), more while they wait for the database, at most
+    #: ``BATCH_FILES`` or ``BATCH_BYTES`` of summaries: what a scanner
+    #: killed during it loses. Waiting for a few files costs nothing (the
+    #: database is ahead then); storing them apart costs a commit, a flush
+    #: to disk and a dozen round trips each.
+    BATCH_MIN, BATCH_FILES, BATCH_BYTES = 8, 64, 16 << 20
     #: Bytes of summaries kept for building the rollups of a pass.
     HELD_BYTES = 64 << 20
     #: Complete rollup chunks worth a transaction during a pass.
@@ -365,7 +368,8 @@ class Scanner:
 
     def _batches(self, todo):
         """Lists of ``(candidate, extract)``, in the order of ``todo``: the
-        next file, with those after it that are read already."""
+        next :attr:`BATCH_MIN` files, with those after them that are read
+        already. Without a pool (few files, or one worker), one at a time."""
         if self.workers < 2 or len(todo) < self.POOL_MIN_FILES:
             for c in todo:
                 yield [(c, extract(c.full))]
@@ -393,8 +397,8 @@ class Scanner:
                 c, future = ahead.popleft()
                 batch, size = [(c, future.result())], _summary_bytes(future.result())
                 in_flight[0] -= c.size
-                while (ahead and ahead[0][1].done() and len(batch) < self.BATCH_FILES
-                       and size < self.BATCH_BYTES):
+                while (ahead and (ahead[0][1].done() or len(batch) < self.BATCH_MIN)
+                       and len(batch) < self.BATCH_FILES and size < self.BATCH_BYTES):
                     c, future = ahead.popleft()
                     batch.append((c, future.result()))
                     size += _summary_bytes(future.result())
