@@ -167,10 +167,9 @@ class HeldSummaries:
     of reading them back: :attr:`blobs` is what
     :meth:`Index.rebuild_rollups` takes.
 
-    Bounded by ``limit`` bytes: past it, the scanner builds what it can of
-    the finest level held and :meth:`drop` s it (a chunk it builds early and
-    a later file touches again is rebuilt at the pass's end, reading back
-    what was dropped)."""
+    Bounded by ``limit`` bytes: past it, the scanner builds the chunks to do
+    at the level holding most and drops that level (a chunk built then that
+    a later file touches again is rebuilt, reading back what was dropped)."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -324,8 +323,8 @@ class Scanner:
         them: files come newest first, so the files still to come are
         older and these chunks are complete (one that is not, because a
         later file does touch it, is noted again and rebuilt at the end).
-        Built now, they keep the CPU busy while the workers read files;
-        returns the chunks still waiting."""
+        Built now, they leave less for the end of the pass and their
+        summaries are still held; returns the chunks still waiting."""
         if oldest is None:
             return touched
         ready = sorted(w for w in touched if chunk_start_us(w[1], w[2]) > oldest)
