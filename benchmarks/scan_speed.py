@@ -1,6 +1,6 @@
 """The g3 scanner's first scan against the previous scanner's, in one run.
 
-    .venv/bin/python benchmarks/scan_speed.py [--archive DIR] [--runs 3] [--previous 5b5c8f9]
+    .venv/bin/python benchmarks/scan_speed.py [--archive DIR] [--runs 3] [--previous 5b5c8f9] [--previous-pure]
 
 1. Writes the reference archive of ``g3_archive.py`` (7 days at 1 Hz,
    2 providers x 10 fields, 1-hour files), or uses ``--archive DIR``.
@@ -16,6 +16,10 @@
    writing the archive loads it): a cost of the process, not of the scan.
 4. Prints both medians, the SQL statements and commits per file of each,
    and the ratio previous / current it is judged by (target >= 2).
+
+Both scanners use the mysql-connector installed here (with its C extension
+when it loads). ``--previous-pure`` runs the previous one on the driver's
+pure-Python path instead, as the version pinned at 5b5c8f9 ran here.
 """
 
 from __future__ import annotations
@@ -93,6 +97,10 @@ def child(archive: str) -> None:
     import so3g  # noqa: F401 - the process's one-time cost, loaded before the clock as in g3_archive.py
     import sqlalchemy as sa
 
+    if os.environ.get("SCAN_SPEED_PURE"):
+        create_engine = sa.create_engine  # the index calls it through the module: use the driver's pure path
+        sa.create_engine = lambda url, **kw: create_engine(url, **{**kw, "connect_args": {"use_pure": True}})
+
     from sisock.components.g3_scanner import Scanner
     from sisock.g3.index import Index, database_url
 
@@ -117,12 +125,14 @@ def child(archive: str) -> None:
                       "module": module.__file__, **counts}))
 
 
-def run(which: str, archive: str, pythonpath: str | None) -> dict:
+def run(which: str, archive: str, pythonpath: str | None, pure: bool = False) -> dict:
     database = DATABASES[which]
     fresh_database(database)
     env = admin_env(database)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+    if pure:
+        env["SCAN_SPEED_PURE"] = "1"
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", archive], env=env, check=True,
                          capture_output=True, text=True, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -133,6 +143,9 @@ def main():
     parser.add_argument("--archive", help="an existing archive to scan instead of writing the reference one")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--previous", default="5b5c8f9", help="the commit of the previous scanner")
+    parser.add_argument("--previous-pure", action="store_true",
+                        help="run the previous scanner on mysql-connector's pure-Python path, as its own pinned "
+                             "version (26.10.0, whose C extension does not load here) did")
     parser.add_argument("--child", metavar="ARCHIVE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -149,13 +162,14 @@ def main():
         size = sum(os.path.getsize(f) for f in files)
         head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=True,
                               capture_output=True, text=True).stdout.strip()
-        print(f"archive: {len(files)} files, {size / 1e6:.0f} MB; current code {head}, previous {args.previous}",
-              flush=True)
+        driver = " (pure-Python driver)" if args.previous_pure else ""
+        print(f"archive: {len(files)} files, {size / 1e6:.0f} MB; current code {head}, previous {args.previous}"
+              f"{driver}", flush=True)
         previous = extract_previous(args.previous, os.path.join(work, "previous"))
         results = {"previous": [], "current": []}
         for i in range(args.runs):
             for which, path in (("previous", previous), ("current", None)):
-                r = run(which, archive, path)
+                r = run(which, archive, path, pure=args.previous_pure and which == "previous")
                 results[which].append(r)
                 print(f"run {i + 1} {which:>8}: {r['seconds']:.2f} s, {r['files']} files, "
                       f"{r['statements']} statements, {r['commits']} commits, {r['rollups']} rollup chunks", flush=True)
