@@ -2,8 +2,9 @@
 
 Each pass lists ``DATA_DIRECTORY``, drops what was deleted, and reads only
 files that are new, changed (size or mtime) or were unreadable last time.
-Each file goes into the index in its own transaction, so killing the scanner
-at any moment loses at most the file in hand, never leaves half of one. A
+Files go into the index several to a transaction (a few, or all those read
+while the database was busy, up to a bound): killing the scanner at any
+moment loses at most the file(s) in hand, never leaves half of one. A
 broken file is logged, left out and tried again next pass; it never stops
 the scan. The scanner may start before the database does, and with other
 scanners or readers opening the same new index: it waits for the database
@@ -31,7 +32,10 @@ from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import (
     OK,
     Index,
+    ScannedFile,
     StillUnavailable,
+    chunk_start_us,
+    chunks_touched,
     contended,
     database_url,
     describe_url,
@@ -39,7 +43,7 @@ from sisock.g3.index import (
     open_index,
     unavailable,
 )
-from sisock.g3.summary import summarize
+from sisock.g3.summary import ROLLUP_LEVELS, SAMPLES_LEVEL, summarize
 
 from .parent_death import signal_on_parent_death
 
@@ -158,17 +162,70 @@ def scan_workers(env=None) -> int:
     return whole_number("SCAN_WORKERS", default, env)
 
 
+class HeldSummaries:
+    """The summaries a pass stored, kept to build the rollups from instead
+    of reading them back: :attr:`blobs` is what
+    :meth:`Index.rebuild_rollups` takes.
+
+    Bounded by ``limit`` bytes: past it, the scanner builds the chunks to do
+    at the level holding most and drops that level (a chunk built then that
+    a later file touches again is rebuilt, reading back what was dropped)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.blobs: dict[tuple[int, int], list] = {}
+        self.bytes = dict.fromkeys(ROLLUP_LEVELS, 0)
+
+    def add(self, feed_ids: dict[tuple[int, str], int], blobs):
+        for feed in feed_ids.values():
+            for level in self.bytes:
+                self.blobs.setdefault((feed, level), [])
+        for prov_id, desc, block, found, data in blobs or ():
+            feed = feed_ids.get((prov_id, desc))
+            if feed is None:
+                continue
+            for level in self.bytes:
+                if found in (level, SAMPLES_LEVEL):
+                    self.blobs[(feed, level)].append((block, found, data))
+                    self.bytes[level] += len(data)
+
+    def over(self) -> bool:
+        return sum(self.bytes.values()) > self.limit
+
+    def heaviest_level(self) -> int:
+        return max(self.bytes, key=lambda level: self.bytes[level])
+
+    def drop(self, level: int):
+        self.blobs = {key: value for key, value in self.blobs.items() if key[1] != level}
+        self.bytes[level] = 0
+
+
 class Scanner:
     """Files are read and summarized by a pool of worker processes (decoding
-    is CPU-bound and holds the GIL); the index is written here, one
-    transaction per file, in the order the files were handed out."""
+    is CPU-bound and holds the GIL); the index is written here, in the
+    order the files were handed out, several files per transaction: a few
+    while the database keeps up with the workers, all that are waiting (up
+    to a bound) once it does not."""
 
     #: Below this many files a pool costs more than it saves.
     POOL_MIN_FILES = 8
-    #: Files read ahead of the one being stored, per worker: enough to keep
-    #: the workers busy, few enough that a slow or unreachable database
-    #: does not pile up every file's extract in memory.
-    READ_AHEAD = 4
+    #: Files read ahead of the one being stored, per worker, and their
+    #: bytes on disk in all: enough to keep the workers busy and to make
+    #: batches while the database is slower than them, few enough that a
+    #: slow or unreachable database does not pile up every file's extract
+    #: in memory.
+    READ_AHEAD, READ_AHEAD_BYTES = 32, 512 << 20
+    #: Files stored in one transaction: at least ``BATCH_MIN`` (fewer at the
+    #: end of a pass), more while they wait for the database, at most
+    #: ``BATCH_FILES`` or ``BATCH_BYTES`` of summaries: what a scanner
+    #: killed during it loses. Waiting for a few files costs nothing (the
+    #: database is ahead then); storing them apart costs a commit, a flush
+    #: to disk and a dozen round trips each.
+    BATCH_MIN, BATCH_FILES, BATCH_BYTES = 8, 64, 16 << 20
+    #: Bytes of summaries kept for building the rollups of a pass.
+    HELD_BYTES = 64 << 20
+    #: Complete rollup chunks worth a transaction during a pass.
+    EARLY_CHUNKS = 8
     #: Waits between attempts while the index database is unreachable.
     RETRY_FIRST, RETRY_MAX = 0.5, 10.0
     #: Attempts at one transaction that another writer keeps beating (a
@@ -184,6 +241,7 @@ class Scanner:
         #: Seconds of an unreachable database before an operation gives up;
         #: None waits forever (the long-running service).
         self.give_up_after = give_up_after
+        self._held = HeldSummaries(self.HELD_BYTES)
 
     def _retrying(self, what: str, operation):
         """``operation(retry)``, called again with ``retry=True`` after a
@@ -222,6 +280,7 @@ class Scanner:
     def scan_once(self) -> PassStats:
         t0 = time.monotonic()
         stats = PassStats()
+        self._held = HeldSummaries(self.HELD_BYTES)
         on_disk = walk(self.data_dir)
         stats.seen = len(on_disk)
         known = self._retrying("listing indexed files", lambda _retry: self.index.file_states())
@@ -236,15 +295,43 @@ class Scanner:
         todo.sort(key=lambda c: (c.mtime_ns, c.path), reverse=True)
         stats.unchanged = len(on_disk) - len(todo)
         progress = Progress(len(todo), sum(c.size for c in todo))
+        touched, oldest = set(), None
         try:
-            for candidate, result in zip(todo, self._extracts(todo), strict=True):
-                self._store(candidate, result, stats, candidate.path in known)
-                progress.step(candidate.size)
+            for batch in self._batches(todo):
+                stored = self._store(batch, stats, known)
+                for candidate, _ in batch:
+                    progress.step(candidate.size)
+                for result in stored:
+                    touched |= chunks_touched(result.ranges)
+                    starts = [lo for lo, _ in result.ranges.values()]
+                    if starts:
+                        oldest = min(starts) if oldest is None else min(oldest, min(starts))
+                touched = self._rollups_behind(touched, oldest, stats)
+                if self._held.over():
+                    level = self._rebuild_held_level(stats)
+                    touched = {w for w in touched if w[1] != level}
         finally:
             progress.close()
         self._rollups(stats)
+        self._held = HeldSummaries(self.HELD_BYTES)
         stats.seconds = time.monotonic() - t0
         return stats
+
+    def _rollups_behind(self, touched: set, oldest: int | None, stats: PassStats) -> set:
+        """Build the chunks this pass touched that lie wholly after the
+        oldest sample it stored, once there are :attr:`EARLY_CHUNKS` of
+        them: files come newest first, so the files still to come are
+        older and these chunks are complete (one that is not, because a
+        later file does touch it, is noted again and rebuilt at the end).
+        Built now, they leave less for the end of the pass and their
+        summaries are still held; returns the chunks still waiting."""
+        if oldest is None:
+            return touched
+        ready = sorted(w for w in touched if chunk_start_us(w[1], w[2]) > oldest)
+        if len(ready) < self.EARLY_CHUNKS:
+            return touched
+        self._rebuild(ready, stats)
+        return touched - set(ready)
 
     def _rollups(self, stats: PassStats):
         """Rebuild the rollups the pass's files (or a pass killed before
@@ -252,18 +339,39 @@ class Scanner:
         work = self._retrying("listing rollups to rebuild", lambda _retry: self.index.rollup_work())
         if not work:
             return
-        longest = self._retrying("sizing files", lambda _retry: self.index.longest_file_us())
-        for provider, level, chunk in work:
-            self._retrying(f"rebuilding rollups of {provider}", lambda _retry, p=provider, lv=level, c=chunk:
-                           self.index.rebuild_rollup(p, lv, c, longest))
-            stats.rollups += 1
-        if work:
-            log.info("rebuilt {n} rollup chunk(s)", n=len(work))
+        log.info("rebuilt {n} rollup chunk(s)", n=self._rebuild(work, stats))
 
-    def _extracts(self, todo):
-        paths = [c.full for c in todo]
-        if self.workers < 2 or len(paths) < self.POOL_MIN_FILES:
-            yield from map(extract, paths)
+    def _rebuild_held_level(self, stats: PassStats) -> int:
+        """Too many summaries held: build the chunks to do at the level
+        holding most of them, then let go of that level; returns it."""
+        level = self._held.heaviest_level()
+        work = self._retrying("listing rollups to rebuild", lambda _retry: self.index.rollup_work())
+        self._rebuild([w for w in work if w[1] == level], stats)
+        self._held.drop(level)
+        return level
+
+    def _rebuild(self, work, stats: PassStats) -> int:
+        """Rebuild ``work`` (``(provider, level, chunk)``), a few
+        transactions at a time, from the summaries held where possible."""
+        if not work:
+            return 0
+        longest = self._retrying("sizing files", lambda _retry: self.index.longest_file_us())
+        done, left = 0, list(work)
+        while left:
+            rebuilt = self._retrying("rebuilding rollups", lambda _retry, w=left:
+                                     self.index.rebuild_rollups(w, longest, self._held.blobs))
+            left = left[rebuilt.chunks:]
+            done += rebuilt.chunks
+        stats.rollups += done
+        return done
+
+    def _batches(self, todo):
+        """Lists of ``(candidate, extract)``, in the order of ``todo``: the
+        next :attr:`BATCH_MIN` files, with those after them that are read
+        already. Without a pool (few files, or one worker), one at a time."""
+        if self.workers < 2 or len(todo) < self.POOL_MIN_FILES:
+            for c in todo:
+                yield [(c, extract(c.full))]
             return
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -271,46 +379,82 @@ class Scanner:
         import so3g  # noqa: F401 - loaded once here, inherited by the forked workers
 
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_die_with_parent) as pool:
-            ahead = deque()
-            todo = iter(paths)
-            for path in todo:
-                ahead.append(pool.submit(extract, path))
-                if len(ahead) >= self.workers * self.READ_AHEAD:
-                    break
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_setup) as pool:
+            ahead, pending = deque(), iter(todo)
+            in_flight = [0]
+
+            def fill():
+                while len(ahead) < self.workers * self.READ_AHEAD and in_flight[0] < self.READ_AHEAD_BYTES:
+                    c = next(pending, None)
+                    if c is None:
+                        return
+                    ahead.append((c, pool.submit(extract, c.full)))
+                    in_flight[0] += c.size
+
+            fill()
             while ahead:
-                result = ahead.popleft().result()
-                path = next(todo, None)
-                if path is not None:
-                    ahead.append(pool.submit(extract, path))
-                yield result
+                c, future = ahead.popleft()
+                batch, size = [(c, future.result())], _summary_bytes(future.result())
+                in_flight[0] -= c.size
+                while (ahead and (ahead[0][1].done() or len(batch) < self.BATCH_MIN)
+                       and len(batch) < self.BATCH_FILES and size < self.BATCH_BYTES):
+                    c, future = ahead.popleft()
+                    batch.append((c, future.result()))
+                    size += _summary_bytes(future.result())
+                    in_flight[0] -= c.size
+                fill()
+                yield batch
 
-    def _store(self, c: Candidate, result: Extract, stats: PassStats, known: bool):
-        if result.missing:
-            return
-        if result.unreadable is not None:
-            stats.failed += 1
-            log.warn("skipping unreadable file {p} (will retry next pass): {e}", p=c.path, e=result.unreadable)
-            self._retrying(f"storing {c.path}",
-                           lambda _retry: self.index.mark_unreadable(c.path, c.size, c.mtime_ns, result.unreadable))
-            return
-        stats.read += 1
-        stats.bytes += c.size
-        if result.error:
-            stats.partial += 1
-            log.warn("indexed {p} up to a damaged or unfinished frame (will retry next pass): {e}",
-                     p=c.path, e=result.error)
+    def _store(self, batch, stats: PassStats, known) -> list[Extract]:
+        """Index a batch; returns the extracts stored."""
+        ready = []
+        for c, result in batch:
+            if result.missing:
+                continue
+            if result.unreadable is not None:
+                stats.failed += 1
+                log.warn("skipping unreadable file {p} (will retry next pass): {e}", p=c.path, e=result.unreadable)
+                self._retrying(f"storing {c.path}", lambda _retry, c=c, r=result:
+                               self.index.mark_unreadable(c.path, c.size, c.mtime_ns, r.unreadable))
+                continue
+            stats.read += 1
+            stats.bytes += c.size
+            if result.error:
+                stats.partial += 1
+                log.warn("indexed {p} up to a damaged or unfinished frame (will retry next pass): {e}",
+                         p=c.path, e=result.error)
+            ready.append((c, result))
+        if not ready:
+            return []
         # Index what was read, under the size/mtime it had when read. A
-        # retry always clears the file's rows first: a connection lost
+        # retry always clears the files' rows first: a connection lost
         # during the commit may have lost only the acknowledgement.
-        self._retrying(f"storing {c.path}", lambda retry: self.index.replace_file(
-            c.path, result.size, result.mtime_ns, result.ranges, result.error, result.blobs, known=known or retry,
-            facts=result.facts))
+        what = ready[0][0].path if len(ready) == 1 else f"{len(ready)} files from {ready[0][0].path}"
+        feed_ids = self._retrying(f"storing {what}", lambda retry: self.index.replace_files([
+            ScannedFile(c.path, r.size, r.mtime_ns, r.ranges, r.error, r.blobs, r.facts,
+                        known=c.path in known or retry) for c, r in ready]))
+        for c, result in ready:
+            self._held.add(feed_ids[c.path], result.blobs)
+        return [result for _, result in ready]
 
 
-def _die_with_parent():
-    """A worker must not outlive a scanner killed with SIGKILL."""
+def _summary_bytes(result: Extract) -> int:
+    return sum(len(blob[-1]) for blob in result.blobs or ())
+
+
+#: Added to the workers' niceness. Storing is the pass's critical path (one
+#: process and its database connection, in turn) and the workers read far
+#: ahead of it: at an equal share of the CPU they halve its speed, while
+#: what they yield they get back whenever it waits. It also keeps decoding
+#: from slowing whatever else the machine serves.
+WORKER_NICENESS = 10
+
+
+def _worker_setup():
+    """A worker must not outlive a scanner killed with SIGKILL, and gives
+    way to the process storing what it reads (:data:`WORKER_NICENESS`)."""
     signal_on_parent_death(signal.SIGKILL)
+    os.nice(WORKER_NICENESS)
 
 
 def summary_blobs(hk) -> list:

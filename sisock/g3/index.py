@@ -5,17 +5,19 @@ otherwise; SQLAlchemy Core gives both one code path. Tables keep the names of
 the original design (``feeds``, ``fields``, ``description``) plus ``files``,
 which remembers size and mtime so unchanged files are never read twice.
 
-Every statement is built by SQLAlchemy with bound parameters; no value from
-a file or a request is ever formatted into SQL text.
+Every statement is built by SQLAlchemy (a bulk insert, from the schema's
+table and column names) with bound parameters; no value from a file or a
+request is ever formatted into SQL text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -170,7 +172,15 @@ def unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
         return True
+    if getattr(getattr(exc, "orig", None), "errno", None) in _MARIADB_UNREACHABLE:
+        return True
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+#: The client's "cannot connect" (socket, TCP), "server has gone away" and
+#: "lost connection": mysql-connector's C extension raises them as
+#: DatabaseError, where its pure-Python path raises InterfaceError.
+_MARIADB_UNREACHABLE = {2002, 2003, 2006, 2013, 2055}
 
 
 #: MariaDB's "deadlock found" and "lock wait timeout exceeded": the server
@@ -231,9 +241,77 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
+#: A statement's execution option: send its parameters in binary, as a
+#: prepared statement (MariaDB), not escaped into its text.
+BINARY = "sisock_binary_parameters"
+_PYFORMAT = re.compile(r"%\((\w+)\)s")
+
+
+def _prepared_cursor(dbapi_connection):
+    """A prepared-statement cursor of mysql-connector, C extension or not
+    (the class must be named: SQLAlchemy's connections buffer results,
+    which prepared cursors do not)."""
+    try:
+        from mysql.connector.connection_cext import CMySQLConnection
+        from mysql.connector.cursor_cext import CMySQLCursorPrepared
+    except ImportError:  # no C extension
+        CMySQLConnection = None
+    if CMySQLConnection is not None and isinstance(dbapi_connection, CMySQLConnection):
+        return dbapi_connection.cursor(cursor_class=CMySQLCursorPrepared)
+    from mysql.connector.cursor import MySQLCursorPrepared
+
+    return dbapi_connection.cursor(cursor_class=MySQLCursorPrepared)
+
+
+def _binary_insert(cursor, statement, parameters, context):
+    """An INSERT of blobs marked :data:`BINARY`, run as one prepared
+    multi-row statement: the driver would otherwise escape every blob into
+    the SQL text (megabytes of it, then scanned by a regular expression on
+    the client and parsed on the server), the slowest part of storing a
+    file. A driver error raised here is SQLAlchemy's to wrap, as for any
+    statement."""
+    if not context.execution_options.get(BINARY):
+        return None
+    many = isinstance(parameters, list) or (isinstance(parameters, tuple) and parameters
+                                            and isinstance(parameters[0], (Mapping, tuple, list)))
+    rows = parameters if many else [parameters]
+    head, sep, values = statement.partition(" VALUES ")
+    names = _PYFORMAT.findall(values)
+    if sep and names and all(isinstance(row, Mapping) for row in rows):
+        width, flat = len(names), [row[name] for row in rows for name in names]
+    elif sep and not names and values.count("%s") and all(isinstance(row, (tuple, list)) for row in rows):
+        width, flat = values.count("%s"), [value for row in rows for value in row]
+    else:
+        return None  # not the shape this is for: the driver's own way
+    one = "(" + ", ".join(["?"] * width) + ")"
+    prepared = _prepared_cursor(context.root_connection.connection.dbapi_connection)
+    try:
+        prepared.execute(head + sep + ", ".join([one] * len(rows)), flat)
+    finally:
+        prepared.close()
+    return True
+
+
+def _insert_tuples(conn, table: sa.Table, columns: Sequence[str], rows: list[tuple]):
+    """Insert ``rows`` (tuples of ``columns``) into ``table`` as bound
+    parameters of a statement made from the schema's own names, past
+    SQLAlchemy's processing of every row: for the tens of thousands of field
+    rows of a batch, that processing costs more than the driver's work."""
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    statement = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+                 f"VALUES ({', '.join([mark] * len(columns))})")
+    conn.exec_driver_sql(statement, rows, execution_options={BINARY: True})
+
+
 #: Most values bound in one ``IN (...)``: SQLite before 3.32 takes at most
 #: 999 parameters in a statement.
 _CHUNK = 500
+
+
+#: Rows of small values in one INSERT (a few hundred kB of SQL).
+_INSERT_ROWS = 5000
+_FIELD_COLUMNS = ("feed_id", "description_id", "field", "start", "end", "samples")
 
 
 def _chunks(values: list):
@@ -289,6 +367,131 @@ def _best_summaries(conn, where, keys, level: int) -> dict[tuple[int, str], byte
             (out if found == level else fallback)[(feed, block)] = bytes(data)
     for key, data in fallback.items():
         out.setdefault(key, data)
+    return out
+
+
+@dataclass
+class ScannedFile:
+    """One file as :meth:`Index.replace_files` stores it (see
+    :meth:`Index.replace_file` for the fields); ``known`` says it may be
+    indexed already, so what the index has of it is deleted first."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ranges: dict
+    error: str | None = None
+    blobs: list | None = None
+    facts: dict | None = None
+    known: bool = True
+
+
+#: ``{(feed id, level): [(block, level found, blob), ...]}``: summaries a
+#: pass just stored, kept to build rollups without reading them back. Under
+#: a rollup level, every blob of the feed that a rollup at that level may
+#: use (the level's and those of samples), in storing order; a feed and
+#: level missing are read from the index.
+HeldSummaries = Mapping[tuple[int, int], Sequence[tuple[str, int, bytes]]]
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    chunks: int  # of the work asked for, done (from the first)
+    names: int   # rollup rows written
+
+
+#: Raw bytes of blobs in one INSERT: escaped, a statement must stay within
+#: the server's packet limit (MariaDB's default is 16 MiB).
+_STATEMENT_BYTES = 4 << 20
+
+
+def _byte_chunks(rows: list[dict]):
+    """Rows with a ``data`` blob, in runs of at most ``_CHUNK`` rows and
+    about ``_STATEMENT_BYTES`` bytes (a bigger blob goes alone)."""
+    run, size = [], 0
+    for row in rows:
+        if run and (size + len(row["data"]) > _STATEMENT_BYTES or len(run) >= _CHUNK):
+            yield run
+            run, size = [], 0
+        run.append(row)
+        size += len(row["data"])
+    if run:
+        yield run
+
+
+def _provider_bounds(ranges) -> dict[tuple[int, str], tuple[int, int]]:
+    """Each provider's first and last sample in a file."""
+    bounds = {}
+    for (prov_id, desc, _field), (lo, hi) in ranges.items():
+        old_lo, old_hi = bounds.get((prov_id, desc), (lo, hi))
+        bounds[(prov_id, desc)] = (min(lo, old_lo), max(hi, old_hi))
+    return bounds
+
+
+def _name_spans(ranges, names: Mapping[str, int]):
+    """Per provider description, its span in a file and its names' ids."""
+    spans, ids = {}, {}
+    for (_, desc, field), (lo, hi) in ranges.items():
+        old_lo, old_hi = spans.get(desc, (lo, hi))
+        spans[desc] = (min(lo, old_lo), max(hi, old_hi))
+        ids.setdefault(desc, set()).add(names[f"{desc}.{field}"])
+    return spans, ids
+
+
+def _rollups_touched(spans: Mapping[str, tuple[int, int]], ids: Mapping[str, set]):
+    """A file of these providers over these µs spans changed: the chunks
+    ``(provider, level, chunk)`` to rebuild and the rollups ``(name id,
+    level, chunk)`` to drop now. The file's whole span counts for every
+    provider in it, and every name of the file in each chunk."""
+    if not spans:
+        return set(), set()
+    lo, hi = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
+    chunks = {level: range(_chunk_of(lo, level), _chunk_of(hi, level) + 1) for level in ROLLUP_LEVELS}
+    todo = {(desc, level, chunk) for desc in spans for level, span in chunks.items() for chunk in span}
+    names = set().union(*ids.values()) if ids else set()
+    stale = {(name, level, chunk) for name in names for level, span in chunks.items() for chunk in span}
+    return todo, stale
+
+
+def _or_batches(terms):
+    """Conditions ``(values, *clauses)`` (the clauses of one joined by AND),
+    joined by OR into as few conditions as keep about ``_CHUNK`` values each."""
+    batch, size = [], 0
+    for values, *clauses in terms:
+        if batch and size + values > _CHUNK:
+            yield sa.or_(*batch)
+            batch, size = [], 0
+        batch.append(sa.and_(*clauses))
+        size += values
+    if batch:
+        yield sa.or_(*batch)
+
+
+def chunks_touched(ranges) -> set[tuple[str, int, int]]:
+    """The rollup chunks ``(provider, level, chunk)`` that storing a file
+    with these ``ranges`` (:meth:`Index.replace_file`) marks for a rebuild."""
+    spans = {}
+    for (_, desc, _field), (lo, hi) in ranges.items():
+        old_lo, old_hi = spans.get(desc, (lo, hi))
+        spans[desc] = (min(lo, old_lo), max(hi, old_hi))
+    return _rollups_touched(spans, {})[0]
+
+
+def chunk_start_us(level: int, chunk: int) -> int:
+    return _chunk_span_us(chunk, level)[0]
+
+
+def _decoded(blobs: Iterable[bytes], memo: dict) -> list[Summary]:
+    """The summaries in ``blobs`` (of this format); ``memo`` keeps those
+    decoded already, by blob, for the chunks a blob spans."""
+    out = []
+    for blob in blobs:
+        key = id(blob)
+        if key not in memo:
+            memo[key] = (blob, Summary.decode(blob))  # the blob kept alive, so its id stays its own
+        summary = memo[key][1]
+        if summary is not None:
+            out.append(summary)
     return out
 
 
@@ -348,6 +551,9 @@ class Index:
         self.engine = sa.create_engine(url, echo=echo, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        elif self.engine.dialect.driver == "mysqlconnector":
+            sa.event.listen(self.engine, "do_executemany", _binary_insert)
+            sa.event.listen(self.engine, "do_execute", _binary_insert)
         try:
             self.setup()
         except BaseException:
@@ -488,51 +694,67 @@ class Index:
         ``(kind, samples)``; ``blobs`` are ``(prov_id, provider description,
         block, level, bytes)`` summaries.
         """
-        facts = facts or {}
-        status = OK if error is None else PARTIAL
+        return self.replace_files([ScannedFile(path, size, mtime_ns, ranges, error, list(blobs), facts, known)])[path]
+
+    def replace_files(self, scanned: Sequence[ScannedFile]) -> dict[str, dict[tuple[int, str], int]]:
+        """Index several files in one transaction (each replacing what was
+        known of it), with a handful of statements for all of them: each
+        commit costs the database a flush to disk, each statement a round
+        trip. Returns each file's feed ids by ``(prov_id, provider)``."""
+        if not scanned:
+            return {}
         with self.engine.begin() as conn:
-            if known:  # a first scan skips deleting what cannot be there
-                self._forget(conn, [path])
-            file_id = conn.execute(files.insert().values(
-                path=path, size=size, mtime_ns=mtime_ns, status=status, error=error, scanned=time.time(),
-            )).inserted_primary_key[0]
-            providers = sorted({(prov_id, desc) for prov_id, desc, _ in ranges})
-            bounds = {}
-            for (prov_id, desc, _field), (lo, hi) in ranges.items():
-                old_lo, old_hi = bounds.get((prov_id, desc), (lo, hi))
-                bounds[(prov_id, desc)] = (min(lo, old_lo), max(hi, old_hi))
-            feed_ids = {}
-            if providers:  # one statement for all of them, one to read their ids back
-                conn.execute(feeds.insert(), [
-                    {"file_id": file_id, "filename": os.path.basename(path), "path": path, "prov_id": prov_id,
-                     "description": desc, "scanned": True, "start": bounds[(prov_id, desc)][0],
-                     "end": bounds[(prov_id, desc)][1]} for prov_id, desc in providers])
-                feed_ids = {(prov_id, desc): feed for feed, prov_id, desc in conn.execute(
-                    sa.select(feeds.c.id, feeds.c.prov_id, feeds.c.description).where(feeds.c.file_id == file_id))}
-            kinds = {f"{desc}.{field}": facts.get((prov_id, desc, field), ("float", 0))[0]
-                     for prov_id, desc, field in ranges}
+            for part in _chunks([s.path for s in scanned if s.known]):  # a first scan has nothing to delete
+                self._forget(conn, part)
+            now = time.time()
+            conn.execute(files.insert(), [
+                {"path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "status": OK if s.error is None else PARTIAL,
+                 "error": s.error, "scanned": now} for s in scanned])
+            file_ids = {}
+            for part in _chunks([s.path for s in scanned]):
+                file_ids.update(conn.execute(sa.select(files.c.path, files.c.id).where(files.c.path.in_(part))).all())
+            feed_rows = []
+            for s in scanned:
+                for (prov_id, desc), (lo, hi) in sorted(_provider_bounds(s.ranges).items()):
+                    feed_rows.append({"file_id": file_ids[s.path], "filename": os.path.basename(s.path),
+                                      "path": s.path, "prov_id": prov_id, "description": desc, "scanned": True,
+                                      "start": lo, "end": hi})
+            feed_ids: dict[int, dict[tuple[int, str], int]] = {}
+            if feed_rows:  # one statement for all of them, one to read their ids back
+                conn.execute(feeds.insert(), feed_rows)
+                for part in _chunks(sorted(file_ids.values())):
+                    for feed, file_id, prov_id, desc in conn.execute(
+                            sa.select(feeds.c.id, feeds.c.file_id, feeds.c.prov_id, feeds.c.description)
+                            .where(feeds.c.file_id.in_(part))):
+                        feed_ids.setdefault(file_id, {})[(prov_id, desc)] = feed
+            # The kind of a name is the last file's, as if stored one by one.
+            kinds = {}
+            for s in scanned:
+                facts = s.facts or {}
+                kinds.update((f"{desc}.{field}", facts.get((prov_id, desc, field), ("float", 0))[0])
+                             for prov_id, desc, field in s.ranges)
             names = self._description_ids(conn, kinds)
-            rows = [
-                {"feed_id": feed_ids[(prov_id, desc)], "description_id": names[f"{desc}.{field}"],
-                 "field": field, "start": lo, "end": hi,
-                 "samples": int(facts.get((prov_id, desc, field), ("float", 0))[1])}
-                for (prov_id, desc, field), (lo, hi) in ranges.items()
-            ]
-            if rows:
-                conn.execute(fields.insert(), rows)
-            blob_rows = [
-                {"feed_id": feed_ids[(prov_id, desc)], "block": block, "level": level, "data": data}
-                for prov_id, desc, block, level, data in blobs if (prov_id, desc) in feed_ids
-            ]
-            if blob_rows:
-                conn.execute(summaries.insert(), blob_rows)
-            spans, ids = {}, {}
-            for (_, desc, field), (lo, hi) in ranges.items():
-                old_lo, old_hi = spans.get(desc, (lo, hi))
-                spans[desc] = (min(lo, old_lo), max(hi, old_hi))
-                ids.setdefault(desc, set()).add(names[f"{desc}.{field}"])
-            self._touch_rollups(conn, spans, ids)
+            field_rows, blob_rows, todo, stale = [], [], set(), set()
+            for s in scanned:
+                facts, ids = s.facts or {}, feed_ids.get(file_ids[s.path], {})
+                field_rows.extend(
+                    (ids[(prov_id, desc)], names[f"{desc}.{field}"], field, lo, hi,
+                     int(facts.get((prov_id, desc, field), ("float", 0))[1]))
+                    for (prov_id, desc, field), (lo, hi) in s.ranges.items())
+                blob_rows.extend(
+                    {"feed_id": ids[(prov_id, desc)], "block": block, "level": level, "data": data}
+                    for prov_id, desc, block, level, data in s.blobs or () if (prov_id, desc) in ids)
+                spans, name_ids = _name_spans(s.ranges, names)
+                file_todo, file_stale = _rollups_touched(spans, name_ids)
+                todo |= file_todo
+                stale |= file_stale
+            for i in range(0, len(field_rows), _INSERT_ROWS):
+                _insert_tuples(conn, fields, _FIELD_COLUMNS, field_rows[i:i + _INSERT_ROWS])
+            for part in _byte_chunks(blob_rows):
+                conn.execute(summaries.insert().execution_options(**{BINARY: True}), part)
+            self._touch_rollups(conn, todo, stale)
             self._bump(conn)
+        return {s.path: feed_ids.get(file_ids[s.path], {}) for s in scanned}
 
     def mark_unreadable(self, path: str, size: int, mtime_ns: int, reason: str):
         """Leave the file out of the index but remember why (retried next pass)."""
@@ -564,7 +786,7 @@ class Index:
             old_lo, old_hi = spans.get(desc, (lo, hi))
             spans[desc] = (min(lo, old_lo), max(hi, old_hi))
             ids.setdefault(desc, set()).add(name_id)
-        self._touch_rollups(conn, spans, ids)
+        self._touch_rollups(conn, *_rollups_touched(spans, ids))
         conn.execute(summaries.delete().where(summaries.c.feed_id.in_(feed_ids)))
         conn.execute(fields.delete().where(fields.c.feed_id.in_(feed_ids)))
         conn.execute(feeds.delete().where(feeds.c.file_id.in_(file_ids)))
@@ -595,30 +817,37 @@ class Index:
                          .values(kind=sa.bindparam("new_kind")), changed)
         return known
 
-    def _touch_rollups(self, conn, spans: Mapping[str, tuple[int, int]], ids: Mapping[str, set]):
-        """A file of these providers over these µs spans changed: drop the
-        rollups of its names (``ids`` per provider) in the chunks it
-        touches, and note those chunks for a rebuild."""
-        if not spans:
-            return
-        # The file's whole span for every provider in it: one delete a level
-        # then covers all its names, and each chunk deleted is rebuilt.
-        lo, hi = min(a for a, _ in spans.values()), max(b for _, b in spans.values())
-        todo = {(desc, level, chunk) for desc in spans for level in ROLLUP_LEVELS
-                for chunk in range(_chunk_of(lo, level), _chunk_of(hi, level) + 1)}
+    def _touch_rollups(self, conn, todo: set[tuple[str, int, int]], stale: set[tuple[int, int, int]]):
+        """Files changed: note the ``(provider, level, chunk)`` of ``todo``
+        for a rebuild and drop the ``(name id, level, chunk)`` rollups of
+        ``stale`` (:func:`_rollups_touched`), in the files' transaction."""
         if not todo:
             return
-        known = set(conn.execute(sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk)
-                                 .where(rollup_todo.c.provider.in_(sorted(spans)))).all())
+        providers = sorted({p for p, _, _ in todo})
+        known = set()
+        for part in _chunks(providers):
+            known.update(conn.execute(sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk)
+                                      .where(rollup_todo.c.provider.in_(part))).all())
         fresh = sorted(todo - known)
         if fresh:
             conn.execute(rollup_todo.insert(), [{"provider": p, "level": lv, "chunk": c} for p, lv, c in fresh])
-        names = sorted(set().union(*ids.values())) if ids else []
-        for level in ROLLUP_LEVELS:  # one statement a level for all the file's names
-            chunks = sorted(c for _, lv, c in todo if lv == level)
-            for part in _chunks(names):
-                conn.execute(rollups.delete().where(rollups.c.description_id.in_(part), rollups.c.level == level,
-                                                    rollups.c.chunk.between(chunks[0], chunks[-1])))
+        self._delete_rollups(conn, stale)
+
+    @staticmethod
+    def _delete_rollups(conn, keys: set[tuple[int, int, int]]):
+        """Delete the rollups ``(name id, level, chunk)``, in few statements:
+        the chunks of a level sharing a set of names go in one condition."""
+        names_of: dict[tuple[int, int], set] = {}
+        for name_id, level, chunk in keys:
+            names_of.setdefault((level, chunk), set()).add(name_id)
+        groups: dict[tuple[int, tuple], list] = {}
+        for (level, chunk), ids in names_of.items():
+            groups.setdefault((level, tuple(sorted(ids))), []).append(chunk)
+        terms = [(len(part) + len(chunks), rollups.c.level == level, rollups.c.chunk.in_(sorted(chunks)),
+                  rollups.c.description_id.in_(part))
+                 for (level, ids), chunks in sorted(groups.items()) for part in _chunks(list(ids))]
+        for condition in _or_batches(terms):
+            conn.execute(rollups.delete().where(condition))
 
     def rollup_work(self) -> list[tuple[str, int, int]]:
         """``(provider, level, chunk)`` whose rollups are to be rebuilt."""
@@ -640,31 +869,99 @@ class Index:
         returns the number of names written. ``longest_us``
         (:meth:`longest_file_us`) lets the file search use the index on
         start times instead of every file of the provider."""
-        lo_us, hi_us = _chunk_span_us(chunk, level)
+        return self.rebuild_rollups([(provider, level, chunk)], longest_us).names
+
+    def rebuild_rollups(self, work: Sequence[tuple[str, int, int]], longest_us: int | None = None,
+                        held: HeldSummaries | None = None, max_bytes: int = 32 << 20) -> Rebuilt:
+        """Rebuild chunks ``(provider, level, chunk)`` of rollups, in order,
+        in one transaction with the removal of their to-do rows.
+
+        Summaries of feeds in ``held`` (those a pass just stored) are taken
+        from there, the others read back from the index: the result is the
+        same, the database is spared sending the blobs it was just sent.
+        The transaction ends once the rollups written pass ``max_bytes``;
+        :attr:`Rebuilt.chunks` says how many of ``work`` were done.
+        """
+        if not work:
+            return Rebuilt(0, 0)
         if longest_us is None:
             longest_us = self.longest_file_us()
+        spans = [_chunk_span_us(chunk, level) for _, level, chunk in work]
+        ranges: dict[str, tuple[int, int]] = {}
+        for (provider, _, _), (lo, hi) in zip(work, spans, strict=True):
+            old_lo, old_hi = ranges.get(provider, (lo, hi))
+            ranges[provider] = (min(lo, old_lo), max(hi, old_hi))
         with self.engine.begin() as conn:
-            feed_ids = sa.select(feeds.c.id).where(
-                feeds.c.description == provider, feeds.c.start >= lo_us - longest_us, feeds.c.start < hi_us,
-                feeds.c.end >= lo_us)
-            # The ids first, then their summaries by key: as one statement with a
-            # subquery, MariaDB may scan every summary (blobs and all) instead.
-            ids = sorted(row[0] for row in conn.execute(feed_ids))
-            blobs = _best_summaries(conn, lambda chunk: summaries.c.feed_id.in_(chunk), ids, level)
-            parts = [s for s in (Summary.decode(b) for b in blobs.values()) if s is not None]
-            series = build_rollup(parts, level, chunk)
-            names = self._description_ids_of(conn, [f"{provider}.{field}" for field in series])
-            rows = [{"description_id": names[f"{provider}.{field}"], "level": level, "chunk": chunk,
-                     "data": summary.encode()} for field, summary in series.items() if f"{provider}.{field}" in names]
-            for part in _chunks(sorted(row["description_id"] for row in rows)):
-                conn.execute(rollups.delete().where(rollups.c.description_id.in_(part), rollups.c.level == level,
-                                                    rollups.c.chunk == chunk))
-            if rows:
-                conn.execute(rollups.insert(), rows)
-            conn.execute(rollup_todo.delete().where(rollup_todo.c.provider == provider, rollup_todo.c.level == level,
-                                                    rollup_todo.c.chunk == chunk))
+            # The ids first (of all of a provider's chunks at once), then
+            # their summaries by key: as one statement with a subquery,
+            # MariaDB may scan every summary (blobs and all) instead.
+            candidates = {provider: conn.execute(
+                sa.select(feeds.c.id, feeds.c.start, feeds.c.end).where(
+                    feeds.c.description == provider, feeds.c.start >= lo - longest_us,
+                    feeds.c.start < hi, feeds.c.end >= lo)).all() for provider, (lo, hi) in ranges.items()}
+            name_ids: dict[str, int] = {}
+            rows, done, written, stale, decoded = [], [], 0, set(), {}
+            for (provider, level, chunk), (lo_us, hi_us) in zip(work, spans, strict=True):
+                ids = sorted(f for f, start, end in candidates[provider]
+                             if lo_us - longest_us <= start < hi_us and end >= lo_us)
+                series = build_rollup(_decoded(self._summaries_for(conn, ids, level, held), decoded), level, chunk)
+                missing = [n for n in (f"{provider}.{field}" for field in series) if n not in name_ids]
+                if missing:
+                    name_ids.update(self._description_ids_of(conn, missing))
+                for field, summary in series.items():
+                    name_id = name_ids.get(f"{provider}.{field}")
+                    if name_id is None:
+                        continue
+                    data = summary.encode()
+                    rows.append({"description_id": name_id, "level": level, "chunk": chunk, "data": data})
+                    stale.add((name_id, level, chunk))
+                    written += len(data)
+                done.append((provider, level, chunk))
+                if written >= max_bytes:
+                    break
+            self._delete_rollups(conn, stale)
+            for part in _byte_chunks(rows):
+                conn.execute(rollups.insert().execution_options(**{BINARY: True}), part)
+            by_key: dict[tuple[str, int], list] = {}
+            for provider, level, chunk in done:
+                by_key.setdefault((provider, level), []).append(chunk)
+            for part in _or_batches([(len(chunks), rollup_todo.c.provider == provider, rollup_todo.c.level == level,
+                                      rollup_todo.c.chunk.in_(chunks))
+                                     for (provider, level), whole in sorted(by_key.items())
+                                     for chunks in _chunks(whole)]):
+                conn.execute(rollup_todo.delete().where(part))
             self._bump(conn)
-        return len(rows)
+        return Rebuilt(len(done), len(rows))
+
+    @staticmethod
+    def _summaries_for(conn, feed_ids: list[int], level: int, held: HeldSummaries | None) -> list[bytes]:
+        """The blobs a rollup at ``level`` is built from, for these feeds,
+        in the order the index keeps them (:func:`_best_summaries`)."""
+        held = held or {}
+        keyed = {}
+        for feed in feed_ids:
+            for seq, (block, found, data) in enumerate(held.get((feed, level), ())):
+                if found in (level, SAMPLES_LEVEL):
+                    keyed.setdefault((feed, block), {})[found] = (seq, data)
+        absent = [feed for feed in feed_ids if (feed, level) not in held]
+        for part in _chunks(absent):
+            for row_id, feed, block, found, data in conn.execute(
+                    sa.select(summaries.c.id, summaries.c.feed_id, summaries.c.block, summaries.c.level,
+                              summaries.c.data)
+                    .where(summaries.c.feed_id.in_(part), summaries.c.level.in_([level, SAMPLES_LEVEL]))):
+                keyed.setdefault((feed, block), {})[found] = (row_id, bytes(data))
+        # Blobs at the level first, then summaries of samples standing in for
+        # a level the block is too sparse for, each by feed and storing order.
+        order = []
+        for (feed, _block), by_level in keyed.items():
+            if level in by_level:
+                seq, data = by_level[level]
+                order.append((0, feed, seq, data))
+            else:
+                seq, data = by_level[SAMPLES_LEVEL]
+                order.append((1, feed, seq, data))
+        order.sort(key=lambda item: item[:3])
+        return [data for *_, data in order]
 
     @staticmethod
     def _description_ids_of(conn, names) -> dict[str, int]:

@@ -168,12 +168,12 @@ def rollup(parts, level: int, chunk: int) -> dict[str, Summary]:
     kinds = {}
     for part in parts:
         keys = part.keys(level)
-        inside = (keys >= lo) & (keys < hi)
-        if not inside.any():
+        inside = _within(keys, lo, hi)
+        if inside is None:
             continue
+        chosen, times = keys[inside], part.bucket[inside] if part.samples else None
         for name, stats in part.fields.items():
-            rows = stats[:, inside]
-            gathered.setdefault(name, []).append((keys[inside], rows, part.bucket[inside] if part.samples else None))
+            gathered.setdefault(name, []).append((chosen, stats[:, inside], times))
             kinds.setdefault(name, part.kinds.get(name, "f"))
     out = {}
     for name, pieces in gathered.items():
@@ -190,6 +190,18 @@ def rollup(parts, level: int, chunk: int) -> dict[str, Summary]:
         else:
             out[name] = Summary(level, merged_keys[has], {name: merged[:, 0, has]}, {name: kinds[name]})
     return out
+
+
+def _within(keys: np.ndarray, lo: float, hi: float):
+    """Where ``keys`` fall in ``[lo, hi)``, None if nowhere: a slice when
+    they are sorted (as a summary's are), which takes views instead of
+    copies of each field's rows; a mask otherwise. Either selects the same
+    rows in the same order."""
+    if len(keys) < 2 or bool(np.all(keys[1:] >= keys[:-1])):
+        a, b = np.searchsorted(keys, [lo, hi])
+        return slice(int(a), int(b)) if b > a else None
+    inside = (keys >= lo) & (keys < hi)
+    return inside if inside.any() else None
 
 
 def restore_type(values: np.ndarray, kind: str | None) -> np.ndarray:
