@@ -294,21 +294,5 @@ class DataSource:
             return empty
 
     def _series_of(self, target, reply):
-        empty = (np.zeros(0), np.zeros(0))
-        values = contract.unpack((reply.get("data") or {}).get(target.field))
-        timelines = reply.get("timeline") or {}
-        if values is None or len(values) == 0 or not timelines:
-            return empty
-        name = self._timeline_of(target.node, target.field)
-        if name not in timelines:
-            if len(timelines) != 1:
-                log.warn("{n}: no timeline known for field {f}", n=target.node, f=target.field)
-                return empty
-            name = next(iter(timelines))
-        t = contract.unpack(timelines[name].get("t"))
-        t = [] if t is None else t
-        if len(t) != len(values):
-            log.warn("{n}: {f} has {a} values but its timeline {b} times", n=target.node,
-                     f=target.field, a=len(values), b=len(t))
-            return empty
-        return t, values
+        found = contract.field_series(reply, target.field, self._timeline_of(target.node, target.field))
+        return (np.zeros(0), np.zeros(0)) if found is None else found
