@@ -149,8 +149,10 @@ def empty(kind: str = "f") -> dict:
 
 
 def series_stats(series, start: float, end: float, interval: float, offset: float = 0.0) -> dict:
-    """``{name: bucket_stats(...)}`` of ``{name: (t, values)}``."""
-    return {name: bucket_stats(t, v, start, end, interval, offset) for name, (t, v) in series.items()}
+    """``{name: bucket_stats(...)}`` of ``{name: (t, values)}``, leaving out
+    the names without a sample in the range (as an answer does)."""
+    out = {name: bucket_stats(t, v, start, end, interval, offset) for name, (t, v) in series.items()}
+    return {name: answer for name, answer in out.items() if len(answer["bucket"])}
 
 
 # -- the WAMP reply --------------------------------------------------------------

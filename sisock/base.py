@@ -254,12 +254,9 @@ class DataNodeServer(AuthenticatedSession):
         if len(timelines) > 1:  # which field is on which timeline: get_fields says
             _, listed = self._get_fields_blocking(start, end)
             timeline_of = {name: tl for tl, info in listed.items() for name in info.get("field", ())}
-        out = {}
-        for name in field:
-            found = contract.field_series(reply, name, timeline_of.get(name))
-            if found is not None:
-                out[name] = aggregate.bucket_stats(*found, start, end, interval, offset)
-        return out
+        series = {name: contract.field_series(reply, name, timeline_of.get(name)) for name in field}
+        found = {name: pair for name, pair in series.items() if pair is not None}
+        return aggregate.series_stats(found, start, end, interval, offset)
 
     def _answer_data(self, field, start, end, min_stride):
         return self._bounded(self._blocking_data(contract.field_list(field), sisock_to_unix_time(start),
