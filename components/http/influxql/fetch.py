@@ -30,8 +30,11 @@ def seconds_window(lo_ns: int, hi_ns: int, now_ns: int) -> tuple[float, float]:
 class Reader:
     """Columns' statistics or samples for one statement's range."""
 
-    def __init__(self, datasource, lo_ns: int, hi_ns: int, now_ns: int | None = None):
+    def __init__(self, datasource, lo_ns: int, hi_ns: int, now_ns: int | None = None,
+                 max_points: int | None = None):
         self.datasource = datasource
+        #: the most samples one request for raw samples may bring
+        self.max_points = max_points
         self.lo_ns, self.hi_ns = lo_ns, hi_ns
         now_ns = time.time_ns() if now_ns is None else now_ns
         self.start, self.end = seconds_window(lo_ns, hi_ns, now_ns)
@@ -47,11 +50,11 @@ class Reader:
     def _keep(self, t_ns: np.ndarray) -> np.ndarray:
         return (t_ns >= self.lo_ns) & (t_ns <= self.hi_ns)
 
-    def samples(self, columns, limit: int | None = None) -> dict:
+    def samples(self, columns) -> dict:
         """``{column: (t ns ascending, values)}`` without NaN samples."""
         out = {}
         for node, fields in self._by_node(columns).items():
-            got = self.datasource.raw(node, fields, self.start, self.end, limit=limit)
+            got = self.datasource.raw(node, fields, self.start, self.end, limit=self.max_points)
             for column in columns:
                 if column.node != node:
                     continue
@@ -66,10 +69,10 @@ class Reader:
                 out[column] = (t_ns, values)
         return out
 
-    def series_samples(self, columns, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def series_samples(self, columns) -> tuple[np.ndarray, np.ndarray]:
         """One series' samples from all the columns holding it: a time held
         by several nodes is one point (the first node's)."""
-        got = self.samples(columns, limit)
+        got = self.samples(columns)
         parts = [got[c] for c in columns if c in got and len(got[c][0])]
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0)

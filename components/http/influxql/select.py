@@ -291,7 +291,7 @@ class SelectRun:
             groups = groups[stmt.soffset:]
         if stmt.slimit:
             groups = groups[:stmt.slimit]
-        self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns)
+        self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns, ctx.max_points)
         series = self._aggregate(groups) if calls else self._raw(groups)
         total = sum(len(s["values"]) * (len(s["columns"])) for s in series)
         if total > ctx.max_points:
@@ -428,9 +428,7 @@ class SelectRun:
 
     # -- raw ----------------------------------------------------------------------
     def _raw(self, groups: list[Group]) -> list[dict]:
-        stmt = self.stmt
         refs = {n for f in self.fields for n in _refs(f.expr, [])}
-        limit = stmt.limit + stmt.offset if stmt.limit and not stmt.descending else None
         out = []
         for group in groups:
             rows = []
@@ -444,7 +442,7 @@ class SelectRun:
                     continue
                 by_time: dict[int, dict] = {}
                 for key, cols in wanted.items():
-                    t_ns, values = self.reader.series_samples(cols, limit)
+                    t_ns, values = self.reader.series_samples(cols)
                     plain = functions._plain(values)
                     for t, v in zip(t_ns.tolist(), plain, strict=True):
                         by_time.setdefault(t, {})[key] = v
