@@ -16,13 +16,15 @@ from sisock.aggregate import present, to_ns
 
 from .functions import in_ns, stats_of_samples
 
-#: Unbounded ends of an InfluxQL range, as asked of data nodes: the epoch,
-#: and a year past now (archives hold nothing later).
+#: Unbounded ends of an InfluxQL range, as asked of data nodes: just after
+#: the epoch (sisock reads a time of 0 or less as relative to now), and a
+#: year past now (archives hold nothing later).
 FUTURE_NS = 366 * 86400 * 1_000_000_000
+EARLIEST_NS = 1
 
 
 def seconds_window(lo_ns: int, hi_ns: int, now_ns: int) -> tuple[float, float]:
-    lo = max(lo_ns, 0)
+    lo = max(lo_ns, EARLIEST_NS)
     hi = min(hi_ns, now_ns + FUTURE_NS)
     return lo / 1e9, hi / 1e9
 
