@@ -121,6 +121,8 @@ def test_show_field_and_tag_keys_and_values(stack, g3):
 AGGREGATES = {
     "mean": lambda xs: sum(xs) / len(xs), "max": max, "min": min, "first": lambda xs: xs[0],
     "last": lambda xs: xs[-1], "count": len, "sum": sum, "median": lambda xs: float(np.median(xs)),
+    "spread": lambda xs: max(xs) - min(xs),
+    "stddev": lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None,
 }
 
 
@@ -249,10 +251,12 @@ def test_statement_errors_stop_the_query(stack, bridge):
     assert r.status_code == 200
     assert r.json()["results"] == [{"statement_id": 0, "error": "database name required"},
                                    {"statement_id": 1, "error": "not executed"}]
-    results = _query(stack, 'SELECT mean("x") FROM "other"."m"; SELECT stddev("x") FROM "m"; SHOW DATABASES')
+    results = _query(stack, 'SELECT mean("x") FROM "other"."m"; SELECT mode("x") FROM "m"; SHOW DATABASES')
     assert results[0] == {"statement_id": 0, "error": "retention policy not found: other"}
-    results = _query(stack, 'SELECT stddev("x") FROM "m"')
-    assert results[0]["error"].startswith("stddev() is not supported")
+    results = _query(stack, 'SELECT mode("x") FROM "m"')
+    assert results[0]["error"].startswith("mode() is not supported")
+    results = _query(stack, 'SELECT nonsense("x") FROM "m"')
+    assert results[0]["error"] == "undefined function nonsense()"
     (result,) = _query(stack, 'SHOW MEASUREMENTS ON "not_there"')
     assert result == {"statement_id": 0, "error": "database not found: not_there"}
 
@@ -267,3 +271,12 @@ def test_post_form_is_answered_like_get(stack, g3):
     q = f'SELECT count("ch1_t") FROM "{THERM}" WHERE {_range(START, START + 59)}'
     r = requests.post(stack.http + "/influxdb/query", data={"db": "ocs_feeds", "q": q, "epoch": "s"}, timeout=30)
     assert r.status_code == 200 and r.json()["results"][0]["series"][0]["values"] == [[int(START), 60]]
+
+
+def test_strict_time_bounds_leave_out_the_samples_on_them(stack, g3):
+    a, b = START + 600, START + 1200  # ch1_t has samples at both
+    t_ns, _ = _truth(g3, "ch1_t")
+    for cond, lo, hi in ((f"time >= {_ms(a)}ms and time < {_ms(b)}ms", a * NS, b * NS - 1),
+                         (f"time > {_ms(a)}ms and time <= {_ms(b)}ms", a * NS + 1, b * NS)):
+        (series,) = _query(stack, f'SELECT count("ch1_t") FROM "{THERM}" WHERE {cond}')[0]["series"]
+        assert series["values"][0][1] == int(((t_ns >= lo) & (t_ns <= hi)).sum()), cond

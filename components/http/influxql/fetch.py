@@ -23,10 +23,26 @@ FUTURE_NS = 366 * 86400 * 1_000_000_000
 EARLIEST_NS = 1
 
 
+def _ns(t: float) -> int:
+    return int(np.float64(t) * 1e9)
+
+
 def seconds_window(lo_ns: int, hi_ns: int, now_ns: int) -> tuple[float, float]:
+    """The float seconds ``[start, end]`` holding exactly the samples whose
+    truncated nanoseconds lie in ``[lo_ns, hi_ns]``: ``time < X`` must not
+    take a sample at X just because X - 1 ns rounds to X in seconds."""
     lo = max(lo_ns, EARLIEST_NS)
     hi = min(hi_ns, now_ns + FUTURE_NS)
-    return lo / 1e9, hi / 1e9
+    start, end = np.float64(lo / 1e9), np.float64(hi / 1e9)
+    while _ns(start) >= lo and _ns(np.nextafter(start, -np.inf)) >= lo:
+        start = np.nextafter(start, -np.inf)
+    while _ns(start) < lo:
+        start = np.nextafter(start, np.inf)
+    while _ns(end) <= hi and _ns(np.nextafter(end, np.inf)) <= hi:
+        end = np.nextafter(end, np.inf)
+    while _ns(end) > hi:
+        end = np.nextafter(end, -np.inf)
+    return float(start), float(end)
 
 
 class Reader:
@@ -81,16 +97,11 @@ class Reader:
         if len(parts) == 1:
             return parts[0]
         t_ns = np.concatenate([p[0] for p in parts])
-        values = np.concatenate([np.asarray(p[1], dtype=object) for p in parts])
+        values = np.concatenate([np.asarray(p[1]) for p in parts])
         order = np.argsort(t_ns, kind="stable")
         t_ns, values = t_ns[order], values[order]
         keep = np.r_[True, t_ns[1:] != t_ns[:-1]]
-        values = values[keep]
-        try:
-            values = values.astype(np.float64)
-        except (TypeError, ValueError):
-            pass
-        return t_ns[keep], values
+        return t_ns[keep], values[keep]
 
     def stats(self, columns, interval_ns: int, offset_ns: int) -> dict:
         """``{column: statistics}`` (ns times) on the bucket grid."""

@@ -385,7 +385,7 @@ class SelectRun:
             t_ns = np.concatenate([p[0] for p in parts])
             values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
             order = np.argsort(t_ns, kind="stable")
-            buckets, values = functions.median(t_ns[order], values[order], interval, offset, 0)
+            buckets, values = functions.of_samples(call.name, t_ns[order], values[order], interval, offset, 0)
             return buckets, values, buckets
         parts = []
         for _tags, cols in group.series:
@@ -443,7 +443,7 @@ class SelectRun:
                 by_time: dict[int, dict] = {}
                 for key, cols in wanted.items():
                     t_ns, values = self.reader.series_samples(cols)
-                    plain = functions._plain(values)
+                    plain = functions.plain(values)
                     for t, v in zip(t_ns.tolist(), plain, strict=True):
                         by_time.setdefault(t, {})[key] = v
                 field_refs = [n for n in refs if n in wanted]
