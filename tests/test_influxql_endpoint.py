@@ -274,7 +274,7 @@ def test_post_form_is_answered_like_get(stack, g3):
 
 
 def test_strict_time_bounds_leave_out_the_samples_on_them(stack, g3):
-    a, b = START + 600, START + 1200  # ch1_t has samples at both
+    a, b = int(START) + 600, int(START) + 1200  # ch1_t has samples at both
     t_ns, _ = _truth(g3, "ch1_t")
     for cond, lo, hi in ((f"time >= {_ms(a)}ms and time < {_ms(b)}ms", a * NS, b * NS - 1),
                          (f"time > {_ms(a)}ms and time <= {_ms(b)}ms", a * NS + 1, b * NS)):
