@@ -9,11 +9,13 @@ made once, here.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from sisock.aggregate import present, to_ns
 
+from ..request import AnswerTooLarge
 from .functions import in_ns, stats_of_samples
 
 #: Unbounded ends of an InfluxQL range, as asked of data nodes: just after
@@ -21,6 +23,8 @@ from .functions import in_ns, stats_of_samples
 #: year past now (archives hold nothing later).
 FUTURE_NS = 366 * 86400 * 1_000_000_000
 EARLIEST_NS = 1
+#: Data nodes one statement asks at once.
+MAX_PARALLEL_NODES = 8
 
 
 def _ns(t: float) -> int:
@@ -56,6 +60,7 @@ class Reader:
         self.lo_ns, self.hi_ns = lo_ns, hi_ns
         now_ns = time.time_ns() if now_ns is None else now_ns
         self.start, self.end = seconds_window(lo_ns, hi_ns, now_ns)
+        self._samples: dict = {}
 
     @staticmethod
     def _by_node(columns) -> dict[str, list]:
@@ -68,12 +73,26 @@ class Reader:
     def _keep(self, t_ns: np.ndarray) -> np.ndarray:
         return (t_ns >= self.lo_ns) & (t_ns <= self.hi_ns)
 
+    def _each_node(self, columns, ask) -> dict:
+        """``ask(node, fields)`` for every node at once (each call blocks on
+        the router, so nodes are asked in parallel); ``{node: answer}``."""
+        nodes = self._by_node(columns)
+        if len(nodes) <= 1:
+            return {node: ask(node, fields) for node, fields in nodes.items()}
+        with ThreadPoolExecutor(max_workers=min(len(nodes), MAX_PARALLEL_NODES)) as pool:
+            futures = {node: pool.submit(ask, node, fields) for node, fields in nodes.items()}
+            return {node: future.result() for node, future in futures.items()}
+
     def samples(self, columns) -> dict:
-        """``{column: (t ns ascending, values)}`` without NaN samples."""
-        out = {}
-        for node, fields in self._by_node(columns).items():
-            got = self.datasource.raw(node, fields, self.start, self.end, limit=self.max_points)
-            for column in columns:
+        """``{column: (t ns ascending, values)}`` without NaN samples; each
+        column read once per statement."""
+        missing = [c for c in columns if c not in self._samples]
+
+        def ask(node, fields):
+            return self.datasource.raw(node, fields, self.start, self.end, limit=self.max_points)
+
+        for node, got in self._each_node(missing, ask).items():
+            for column in missing:
                 if column.node != node:
                     continue
                 t, values = got.get(column.field, (np.zeros(0), np.zeros(0)))
@@ -84,8 +103,8 @@ class Reader:
                 if len(t_ns) > 1 and np.any(t_ns[1:] < t_ns[:-1]):
                     order = np.argsort(t_ns, kind="stable")
                     t_ns, values = t_ns[order], values[order]
-                out[column] = (t_ns, values)
-        return out
+                self._samples[column] = (t_ns, values)
+        return {c: self._samples[c] for c in columns}
 
     def series_samples(self, columns) -> tuple[np.ndarray, np.ndarray]:
         """One series' samples from all the columns holding it: a time held
@@ -105,9 +124,22 @@ class Reader:
 
     def stats(self, columns, interval_ns: int, offset_ns: int) -> dict:
         """``{column: statistics}`` (ns times) on the bucket grid."""
+        interval, offset = interval_ns / 1e9, offset_ns / 1e9
+
+        def ask(node, fields):
+            try:
+                return self.datasource.aggregates(node, fields, self.start, self.end, interval, offset)
+            except AnswerTooLarge:
+                if len(fields) == 1:
+                    raise
+            # Too much for one reply together: one field per reply.
+            out = {}
+            for field in fields:
+                out.update(self.datasource.aggregates(node, [field], self.start, self.end, interval, offset))
+            return out
+
         out = {}
-        for node, fields in self._by_node(columns).items():
-            got = self.datasource.aggregates(node, fields, self.start, self.end, interval_ns / 1e9, offset_ns / 1e9)
+        for node, got in self._each_node(columns, ask).items():
             for column in columns:
                 if column.node == node and column.field in got:
                     out[column] = in_ns(got[column.field])

@@ -362,6 +362,9 @@ class SelectRun:
                         by_key.setdefault(column.key, []).append(column)
                 for cols in by_key.values():
                     (single if len(cols) == 1 else shared).append(tuple(cols))
+        sample_keys = {c.args[0].name for c in self.calls if c.name in functions.FROM_SAMPLES}
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys]
+                            + [c for cols in shared for c in cols])
         stats = self.reader.stats([c[0] for c in single], interval, offset) if single else {}
         for cols in shared:
             merged = self.reader.series_stats(list(cols), interval, offset)
@@ -429,6 +432,7 @@ class SelectRun:
     # -- raw ----------------------------------------------------------------------
     def _raw(self, groups: list[Group]) -> list[dict]:
         refs = {n for f in self.fields for n in _refs(f.expr, [])}
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in refs])
         out = []
         for group in groups:
             rows = []
