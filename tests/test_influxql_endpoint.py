@@ -280,3 +280,46 @@ def test_strict_time_bounds_leave_out_the_samples_on_them(stack, g3):
                          (f"time > {_ms(a)}ms and time <= {_ms(b)}ms", a * NS + 1, b * NS)):
         (series,) = _query(stack, f'SELECT count("ch1_t") FROM "{THERM}" WHERE {cond}')[0]["series"]
         assert series["values"][0][1] == int(((t_ns >= lo) & (t_ns <= hi)).sum()), cond
+
+
+# -- dashboards --------------------------------------------------------------------
+
+def _render(target, start_ms, end_ms, interval):
+    """The InfluxQL Grafana's query builder makes of a target (InfluxQueryModel.render)."""
+    (field, function), = [[part["params"][0] if part["type"] == "field" else part["type"] for part in sel]
+                          for sel in target["select"]]
+    where = "".join(f' {t.get("condition", "")} ("{t["key"]}" {t["operator"]} \'{t["value"]}\')'.replace("  ", " ")
+                    for t in target["tags"]).strip()
+    where = f"({where}) AND " if where else ""
+    fill = [g["params"][0] for g in target["groupBy"] if g["type"] == "fill"][0]
+    return (f'SELECT {function}("{field}") FROM "{target["measurement"]}" WHERE {where}'
+            f"time >= {start_ms}ms and time <= {end_ms}ms GROUP BY time({interval}) fill({fill})")
+
+
+def test_generated_influxdb_dashboard_queries_answer(stack, g3):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    sisock = os.path.join(os.path.dirname(sys.executable), "sisock")
+    result = subprocess.run([sisock, "dashboard", "--url", stack.http, "--datasource", "influxdb",
+                             "--node", "g3_reader", "--node", "apex_archive"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    targets = [t for p in doc["panels"] for t in p["targets"]]
+    assert {t["measurement"] for t in targets} == {THERM, GAUGE, "apex_archive"}
+    assert all(t["datasource"] == {"type": "influxdb", "uid": "sisock"} for t in targets)
+    seen = set()
+    for target in targets:
+        if target["measurement"] == "apex_archive":
+            continue  # the weather replay's times move with the clock; its mapping is checked by SHOW
+        assert target["tags"] == [{"key": "feed", "operator": "=",
+                                   "value": "temperatures" if target["measurement"] == THERM else "pressures"}]
+        q = _render(target, _ms(START), _ms(START + 3600), "1m")
+        (series,) = _query(stack, q, epoch="ms")[0]["series"]
+        assert series["name"] == target["measurement"] and len(series["values"]) == 61
+        assert sum(v is not None for _t, v in series["values"]) > 50
+        seen.add((target["measurement"], target["select"][0][0]["params"][0]))
+    assert seen == {(THERM, "ch1_t"), (THERM, "ch2_t"), (THERM, "ch3_t"), (GAUGE, "p_main"), (GAUGE, "p_aux")}

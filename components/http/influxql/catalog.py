@@ -56,6 +56,12 @@ def locate(node: str, field: str, info: dict | None = None) -> tuple[str, dict, 
 _TYPES = {"string": "string", "bool": "boolean"}
 
 
+def layout(node: str, field: str, info: dict | None = None) -> dict:
+    """:func:`locate` as a JSON object (the REST API's field list carries it)."""
+    measurement, tags, key = locate(node, field, info)
+    return {"measurement": measurement, "tags": tags, "field": key}
+
+
 def _type(info: dict) -> str:
     return _TYPES.get((info or {}).get("type"), "float")
 
