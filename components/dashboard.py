@@ -50,6 +50,14 @@ DATASOURCES = {
 }
 DEFAULT_URL = "http://127.0.0.1:5000"
 DEFAULT_DATASOURCE_UID = "sisock"
+#: The compose stack provisions the bridge twice (Infinity, InfluxDB), and
+#: Grafana needs a uid per datasource: this is the InfluxDB one.
+INFLUXDB_DATASOURCE_UID = "sisock-influxdb"
+DEFAULT_UIDS = {"influxdb": INFLUXDB_DATASOURCE_UID}
+
+
+def default_datasource_uid(datasource: str) -> str:
+    return DEFAULT_UIDS.get(datasource, DEFAULT_DATASOURCE_UID)
 SCHEMA_VERSION = 39
 #: Grafana's grid is 24 columns wide; two panels per row stay readable on a
 #: laptop and still show a day of data at a useful resolution.
@@ -312,7 +320,7 @@ def grid(index: int, count: int) -> dict:
 
 
 def dashboard(fields: list[dict], *, title: str, uid: str | None = None, datasource: str = "infinity",
-              datasource_uid: str = DEFAULT_DATASOURCE_UID, grafana_url: str = DEFAULT_URL,
+              datasource_uid: str | None = None, grafana_url: str = DEFAULT_URL,
               group_by: str = "node", refresh: str = "30s", time_from: str = "now-6h",
               timezone: str = "utc") -> dict:
     """The dashboard for already selected ``fields``. ``id`` is null so that
@@ -320,7 +328,7 @@ def dashboard(fields: list[dict], *, title: str, uid: str | None = None, datasou
     database id; ``uid`` is what identifies it."""
     if datasource not in DATASOURCES:
         raise ValueError(f"datasource must be one of {', '.join(DATASOURCES)}, got {datasource!r}")
-    ds = {"type": DATASOURCES[datasource], "uid": datasource_uid}
+    ds = {"type": DATASOURCES[datasource], "uid": datasource_uid or default_datasource_uid(datasource)}
     groups = group(fields, group_by)
     panels = [
         panel(i + 1, name, members, datasource, ds, grafana_url, grid(i, len(groups)), group_by == "node")

@@ -310,7 +310,7 @@ def test_generated_influxdb_dashboard_queries_answer(stack, g3):
     doc = json.loads(result.stdout)
     targets = [t for p in doc["panels"] for t in p["targets"]]
     assert {t["measurement"] for t in targets} == {THERM, GAUGE, "apex_archive"}
-    assert all(t["datasource"] == {"type": "influxdb", "uid": "sisock"} for t in targets)
+    assert all(t["datasource"] == {"type": "influxdb", "uid": "sisock-influxdb"} for t in targets)
     seen = set()
     for target in targets:
         if target["measurement"] == "apex_archive":
