@@ -259,6 +259,13 @@ def test_statement_errors_stop_the_query(stack, bridge):
     assert results[0]["error"] == "undefined function nonsense()"
     (result,) = _query(stack, 'SHOW MEASUREMENTS ON "not_there"')
     assert result == {"statement_id": 0, "error": "database not found: not_there"}
+    for q, words in (('SELECT mean("x") FROM "m" GROUP BY time(0s)', "positive interval"),
+                     ('SELECT mean("x") FROM "m" GROUP BY time(-1m)', "positive interval"),
+                     ("SELECT mean(\"x\") FROM \"m\" tz('Europe/Paris')", "tz('Europe/Paris') is not supported"),
+                     ('SELECT "x" FROM "m" fill(none)', "fill(none) must be used with a function")):
+        (result,) = _query(stack, q)
+        assert words in result["error"], q
+    assert _query(stack, ";") == []
 
 
 def test_answers_too_large_are_statement_errors(stack, g3):

@@ -61,6 +61,13 @@ def test_show_details():
     assert one('SHOW FIELD KEYS ON "db" FROM "m"').database == "db"
 
 
+def test_empty_statements_are_skipped_and_tz_is_read():
+    assert [type(s) for s in parse(";SHOW DATABASES;;  ; SHOW DATABASES;")] == [st.ShowDatabases] * 2
+    assert parse(";") == []
+    assert one("SELECT mean(a) FROM m GROUP BY time(1h) tz('Europe/Paris')").tz == "Europe/Paris"
+    assert one("SELECT mean(a) FROM m GROUP BY time(-1m)").interval == -60 * 10**9  # refused when run
+
+
 def test_several_statements_and_keywords_in_any_case():
     stmts = parse('select "a" from m limit 10; Select Max(a) As "x" From "m";')
     assert [type(s) for s in stmts] == [st.Select, st.Select]
@@ -120,7 +127,8 @@ def test_arithmetic_and_aliases():
 @pytest.mark.parametrize("text, message", [
     ("SELEKT 1", "found SELEKT"),
     ("SELECT mean(x) FROM", "found EOF"),
-    ("SELECT mean(x) FROM m GROUP BY time(0s)", "must be > 0"),
+    ("SELECT a FROM m SELECT b FROM m", "without a ';'"),
+    ("SELECT a FROM m tz('Nowhere/Atall')", "unable to find time zone"),
     ("SELECT mean(x) FROM m ORDER BY value", "ORDER BY time"),
     ("SELECT mean(x) FROM m GROUP BY time(1s) fill(sideways)", "fill()"),
     ("SELECT x FROM m WHERE a =~ /(/", "invalid regular expression"),
