@@ -423,3 +423,18 @@ def test_a_live_feed_with_influxdb_tags_in_the_publishers_layout(stack, live):
         (row,) = series[channel]["values"]
         assert row[0] == int(start * 1e9) and row[1] == len(values)
         assert row[2] == pytest.approx(float(values.mean()), rel=1e-12) and row[3] == float(values[-1])
+
+
+def test_percentile_is_the_nearest_rank_sample(stack, g3):
+    a, b = START + 30, START + 1900
+    t_ns, v = _truth(g3, "ch1_t")
+    have = _buckets(t_ns, v, int(a) * NS, int(b) * NS, 600 * NS)
+    q = f'SELECT percentile("ch1_t", 90) FROM "{THERM}" WHERE time >= {int(a)}s and time <= {int(b)}s'
+    (series,) = _query(stack, q + " GROUP BY time(10m) fill(none)", epoch="s")[0]["series"]
+    want = [[k // NS, sorted(xs)[int(np.floor(len(xs) * 0.9 + 0.5)) - 1]] for k, xs in sorted(have.items())]
+    assert series["columns"] == ["time", "percentile"] and series["values"] == want
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]  # a selector: the sample's own time
+    keep = (t_ns >= int(a) * NS) & (t_ns <= int(b) * NS)
+    order = np.argsort(v[keep], kind="stable")
+    i = int(np.floor(keep.sum() * 0.9 + 0.5)) - 1
+    assert series["values"] == [[int(t_ns[keep][order[i]]), float(v[keep][order[i]])]]

@@ -129,14 +129,14 @@ def expand(fields, measurements, catalog: Catalog, dimensions: set[str]) -> list
             if isinstance(expr, st.RegexRef):
                 names = [n for n in names if expr.pattern.search(n)]
             out.extend(st.SelectField(st.VarRef(n)) for n in names)
-        elif isinstance(expr, st.Call) and len(expr.args) == 1 and isinstance(expr.args[0], (st.Wildcard, st.RegexRef)):
+        elif isinstance(expr, st.Call) and expr.args and isinstance(expr.args[0], (st.Wildcard, st.RegexRef)):
             arg = expr.args[0]
             keys = [k for k in sorted(field_keys) if isinstance(arg, st.Wildcard) or arg.pattern.search(k)]
             if expr.name not in functions.FOR_STRINGS:
                 keys = [k for k in keys if field_keys[k] != "string"]
             for key in keys:
-                out.append(st.SelectField(st.Call(expr.name, (st.VarRef(key),)), f.alias and f"{f.alias}_{key}"
-                                          or f"{expr.name}_{key}"))
+                out.append(st.SelectField(st.Call(expr.name, (st.VarRef(key), *expr.args[1:])),
+                                          f.alias and f"{f.alias}_{key}" or f"{expr.name}_{key}"))
         else:
             out.append(f)
     return out
@@ -148,10 +148,14 @@ def _check_call(call: st.Call):
             raise QueryError(f"{call.name}() is not supported by this server; "
                              f"use one of {', '.join(functions.SUPPORTED)}")
         raise QueryError(f"undefined function {call.name}()")
-    if len(call.args) != 1:
-        raise QueryError(f"invalid number of arguments for {call.name}, expected 1, got {len(call.args)}")
+    expected = 2 if call.name == "percentile" else 1
+    if len(call.args) != expected:
+        raise QueryError(f"invalid number of arguments for {call.name}, expected {expected}, got {len(call.args)}")
     if not isinstance(call.args[0], st.VarRef):
         raise QueryError(f"expected field argument in {call.name}()")
+    if expected == 2 and not (isinstance(call.args[1], st.Literal) and isinstance(call.args[1].value, (int, float))
+                              and not isinstance(call.args[1].value, bool)):
+        raise QueryError("expected float argument in percentile()")
 
 
 # -- sources and groups ------------------------------------------------------------
@@ -397,8 +401,8 @@ class SelectRun:
             t_ns = np.concatenate([p[0] for p in parts])
             values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
             order = np.argsort(t_ns, kind="stable")
-            buckets, values = functions.of_samples(call.name, t_ns[order], values[order], interval, offset, 0)
-            return buckets, values, buckets
+            arg = call.args[1].value if len(call.args) > 1 else None
+            return functions.of_samples(call.name, t_ns[order], values[order], interval, offset, 0, arg)
         parts = []
         for _tags, cols in group.series:
             held = tuple(c for c in cols if c.key == key)
