@@ -388,6 +388,11 @@ class SelectRun:
             merged = self.reader.series_stats(list(cols), interval, offset)
             if merged is not None:
                 stats[cols] = merged
+        buckets = sum(len(s["bucket"]) for s in stats.values())
+        if buckets > self.ctx.max_points:  # judged before any row is built
+            raise QueryError(f"the answer would hold more than {self.ctx.max_points} values ({buckets} non-empty "
+                             "buckets), more than one answer may hold (MAX_ANSWER_POINTS); "
+                             "shorten the range or widen GROUP BY time()")
         out = []
         for group in groups:
             series = self._aggregate_group(group, stats, interval, offset)
