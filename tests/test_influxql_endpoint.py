@@ -114,6 +114,8 @@ def test_show_field_and_tag_keys_and_values(stack, g3):
     assert ["apex_temperature", "float"] in result["series"][0]["values"]
     (result,) = _query(stack, 'SHOW TAG KEYS FROM "apex_archive"')
     assert result == {"statement_id": 0}
+    (result,) = _query(stack, "SHOW SERIES FROM /^observatory/ WHERE \"feed\" =~ /^temp/")
+    assert result["series"] == [{"columns": ["key"], "values": [[f"{THERM},feed=temperatures"]]}]
 
 
 # -- SELECT with GROUP BY time ---------------------------------------------------
