@@ -487,3 +487,27 @@ def test_transformations_of_bucket_means(stack, g3, function):
     assert series["values"] == [pytest.approx(r, rel=1e-9) for r in want]
     if function.startswith("non_negative"):
         assert len(want) < len(pairs) - 1  # some changes were negative
+
+
+def test_conditions_on_field_values_filter_points(stack, g3):
+    a, b = int(START), int(START) + 3 * 3600 - 1
+    t1, v1 = _truth(g3, "ch1_t")
+    t2, v2 = _truth(g3, "ch2_t")
+    assert np.array_equal(t1, t2)  # one block: each point holds both fields
+    keep = (t1 >= a * NS) & (t1 <= b * NS) & (v1 > 500)
+    assert 0 < keep.sum() < 20  # the archive's spikes
+    q = f'SELECT "ch1_t", "ch2_t" FROM "{THERM}" WHERE "ch1_t" > 500 AND time >= {a}s AND time <= {b}s'
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    assert series["values"] == [[int(t), float(x), float(y)] for t, x, y in zip(t1[keep], v1[keep], v2[keep],
+                                                                                 strict=True)]
+    q = (f'SELECT count("ch2_t"), max("ch2_t"), median("ch2_t") FROM "{THERM}" WHERE "ch1_t" > 500 '
+         f"AND time >= {a}s AND time <= {b}s")
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    assert series["values"] == [[a * NS, int(keep.sum()), float(v2[keep].max()), float(np.median(v2[keep]))]]
+    q = (f'SELECT count("ch1_t") FROM "{THERM}" WHERE ("feed" = \'nothing\' AND "ch1_t" > 0) OR "ch1_t" > 500 '
+         f"AND time >= {a}s AND time <= {b}s GROUP BY time(1h) fill(none)")
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    want = {}
+    for t in (t1[keep] // NS).tolist():
+        want[t // 3600 * 3600] = want.get(t // 3600 * 3600, 0) + 1
+    assert series["values"] == [[k, n] for k, n in sorted(want.items())]
