@@ -511,3 +511,26 @@ def test_conditions_on_field_values_filter_points(stack, g3):
     for t in (t1[keep] // NS).tolist():
         want[t // 3600 * 3600] = want.get(t // 3600 * 3600, 0) + 1
     assert series["values"] == [[k, n] for k, n in sorted(want.items())]
+
+
+def test_a_selector_with_raw_fields_gives_the_selected_points_values(stack, g3):
+    a, b = int(START) + 100, int(START) + 7000
+    t1, v1 = _truth(g3, "ch1_t")
+    _t2, v2 = _truth(g3, "ch2_t")
+    keep = (t1 >= a * NS) & (t1 <= b * NS)
+    i = int(np.flatnonzero(keep)[np.argmax(v1[keep])])
+    q = f'SELECT max("ch1_t"), "ch2_t", "feed" FROM "{THERM}" WHERE time >= {a}s AND time <= {b}s'
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    assert series["columns"] == ["time", "max", "ch2_t", "feed"]
+    assert series["values"] == [[int(t1[i]), float(v1[i]), float(v2[i]), "temperatures"]]
+    (series,) = _query(stack, q.replace('max("ch1_t")', 'first("ch1_t")') + " GROUP BY time(1h) fill(none)",
+                       epoch="s")[0]["series"]
+    want = []
+    for k in sorted({int(t) // NS // 3600 * 3600 for t in t1[keep]}):
+        j = int(np.flatnonzero(keep & (t1 >= k * NS))[0])
+        want.append([k, float(v1[j]), float(v2[j]), "temperatures"])
+    assert series["values"] == want
+    (result,) = _query(stack, f'SELECT max("ch1_t"), min("ch1_t"), "ch2_t" FROM "{THERM}"')
+    assert result["error"] == "mixing multiple selector functions with tags or fields is not supported"
+    (result,) = _query(stack, f'SELECT mean("ch1_t"), "ch2_t" FROM "{THERM}"')
+    assert result["error"] == "mixing aggregate and non-aggregate queries is not supported"

@@ -322,7 +322,11 @@ class SelectRun:
             _check_call(call, stmt.interval)
         bare = [n for f in fields for n in _refs(f.expr, [])]
         if calls and bare:
-            raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+            if not all(c.name in functions.SELECTORS for c in calls):
+                raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+            if len(calls) > 1:
+                raise QueryError("mixing multiple selector functions with tags or fields is not supported")
+        self.aux = bare
         if stmt.interval is not None and stmt.interval <= 0:
             raise QueryError("GROUP BY time() needs a positive interval")
         if stmt.tz is not None and stmt.tz not in UTC_ZONES:
@@ -357,7 +361,10 @@ class SelectRun:
         if stmt.slimit:
             groups = groups[:stmt.slimit]
         self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns, ctx.max_points)
-        series = self._aggregate(groups) if calls else self._raw(groups)
+        if calls and bare:
+            series = self._selected(groups)
+        else:
+            series = self._aggregate(groups) if calls else self._raw(groups)
         total = sum(len(s["values"]) * (len(s["columns"])) for s in series)
         if total > ctx.max_points:
             raise QueryError(f"the answer holds {total} values, more than the {ctx.max_points} one answer may "
@@ -604,6 +611,56 @@ class SelectRun:
                     known = {**{k: v for k, v in tag_map.items() if k in refs}, **point}
                     rows.append([t, *[_value(f.expr, known) for f in self.fields]])
             rows.sort(key=lambda row: row[0])
+            series = self._series(group, rows)
+            if series is not None:
+                out.append(series)
+        return out
+
+    def _selected(self, groups: list[Group]) -> list[dict]:
+        """One selector with raw fields beside it: per bucket, the selected
+        point's own values of those fields (and tags), as InfluxDB answers;
+        computed from the samples, which carry each point whole."""
+        (call,) = self.calls
+        if call.name == "percentile":
+            raise QueryError("percentile() with raw fields beside it is not supported by this server")
+        key = call.args[0].name
+        self._check_buckets(groups)
+        interval, offset = self._grid()
+        aux = set(self.aux)
+        keys = {key} | aux | set(self.cond_fields)
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in keys])
+        out = []
+        for group in groups:
+            best: dict[int, tuple] = {}  # bucket start -> (rank, time, value, point, tags)
+            for tags, columns in group.series:
+                tag_map = dict(tags)
+                for t, point in self._points(columns, keys).items():
+                    value = point.get(key)
+                    if value is None or not self._passes(tag_map, point):
+                        continue
+                    bucket = _window(t, interval, offset)
+                    rank = functions.selector_rank(call, value, t)
+                    if bucket not in best or rank < best[bucket][0]:
+                        best[bucket] = (rank, t, value, point, tag_map)
+            if not best:
+                continue
+            rows = []
+            buckets = sorted(best)
+            if self.stmt.interval and self.stmt.fill.kind != "none":
+                first = _window(self.lo, interval, offset) if self.lo != st.MIN_TIME else buckets[0]
+                times = list(range(first, _window(self.hi, interval, offset) + 1, interval))
+            else:
+                times = buckets
+            column = _fill(self.stmt.fill, call, [best[b][2] if b in best else None for b in times]) \
+                if self.stmt.interval else [best[b][2] for b in times]
+            for b, selected in zip(times, column, strict=True):
+                chosen = best.get(b)
+                known = {call: selected}
+                if chosen is not None:
+                    known.update({k: v for k, v in chosen[4].items() if k in aux})
+                    known.update({k: v for k, v in chosen[3].items() if k in aux})
+                t = b if self.stmt.interval else chosen[1]
+                rows.append([t, *[_value(f.expr, known) for f in self.fields]])
             series = self._series(group, rows)
             if series is not None:
                 out.append(series)
