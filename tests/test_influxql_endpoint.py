@@ -534,3 +534,20 @@ def test_a_selector_with_raw_fields_gives_the_selected_points_values(stack, g3):
     assert result["error"] == "mixing multiple selector functions with tags or fields is not supported"
     (result,) = _query(stack, f'SELECT mean("ch1_t"), "ch2_t" FROM "{THERM}"')
     assert result["error"] == "mixing aggregate and non-aggregate queries is not supported"
+
+
+def test_transformations_of_raw_fields(stack, g3):
+    a, b = int(START) + 10, int(START) + 70
+    t_ns, v = _truth(g3, "ch1_t")
+    keep = (t_ns >= a * NS) & (t_ns <= b * NS)
+    t_ns, v = t_ns[keep], v[keep]
+    (series,) = _query(stack, f'SELECT derivative("ch1_t", 1m), cumulative_sum("ch1_t") FROM "{THERM}" '
+                              f"WHERE time >= {a}s AND time <= {b}s", epoch="ns")[0]["series"]
+    assert series["columns"] == ["time", "derivative", "cumulative_sum"]
+    want = [[int(t_ns[0]), None, float(v[0])]]
+    want += [[int(t_ns[i]), (v[i] - v[i - 1]) / ((t_ns[i] - t_ns[i - 1]) / (60 * NS)), float(np.sum(v[:i + 1]))]
+             for i in range(1, len(v))]
+    assert len(series["values"]) == len(want) > 50
+    for got, row in zip(series["values"], want, strict=True):
+        assert got[0] == row[0] and got[1] == (None if row[1] is None else pytest.approx(row[1], rel=1e-9))
+        assert got[2] == pytest.approx(row[2], rel=1e-12)

@@ -172,8 +172,9 @@ def _check_transform(call: st.Call, interval):
     if not interval:
         if isinstance(inner, st.Call):
             raise QueryError(f"{name} aggregate requires a GROUP BY interval")
-        raise QueryError(f"{name}() of raw fields is not supported by this server; "
-                         f"use {name}(mean(...)) with GROUP BY time()")
+        if not isinstance(inner, st.VarRef):
+            raise QueryError(f"expected field argument in {name}()")
+        return  # of a raw field: on its samples
     if not isinstance(inner, st.Call):
         raise QueryError(f"aggregate function required inside the call to {name}")
     if inner.name in functions.TRANSFORMS:
@@ -361,7 +362,12 @@ class SelectRun:
         if stmt.slimit:
             groups = groups[:stmt.slimit]
         self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns, ctx.max_points)
-        if calls and bare:
+        raw_transforms = [c for c in calls if c.name in functions.TRANSFORMS and isinstance(c.args[0], st.VarRef)]
+        if raw_transforms and len(raw_transforms) != len(calls):
+            raise QueryError("transformations of raw fields cannot be combined with other functions here")
+        if raw_transforms:
+            series = self._raw_transforms(groups)
+        elif calls and bare:
             series = self._selected(groups)
         else:
             series = self._aggregate(groups) if calls else self._raw(groups)
@@ -612,6 +618,38 @@ class SelectRun:
                     rows.append([t, *[_value(f.expr, known) for f in self.fields]])
             rows.sort(key=lambda row: row[0])
             series = self._series(group, rows)
+            if series is not None:
+                out.append(series)
+        return out
+
+    def _raw_transforms(self, groups: list[Group]) -> list[dict]:
+        """Transformations of raw fields (no GROUP BY time): on the group's
+        samples in time order, a time seen twice taken once, the unit 1 s
+        unless given."""
+        keys = {c.args[0].name for c in self.calls} | set(self.cond_fields)
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in keys])
+        out = []
+        for group in groups:
+            points = {}
+            for call in self.calls:
+                key = call.args[0].name
+                pairs = []
+                for tags, columns in group.series:
+                    tag_map = dict(tags)
+                    for t, point in self._points(columns, keys).items():
+                        if point.get(key) is not None and self._passes(tag_map, point):
+                            pairs.append((t, point[key]))
+                pairs.sort(key=lambda pair: pair[0])
+                if call.name != "cumulative_sum" and call.name != "moving_average":
+                    pairs = [p for i, p in enumerate(pairs) if i == 0 or p[0] != pairs[i - 1][0]]
+                unit = call.args[1].ns if call.name.endswith("derivative") and len(call.args) == 2 else 10**9
+                window = call.args[1].value if call.name == "moving_average" else None
+                points[call] = dict(zip(*functions.transform(call.name, pairs, unit, window), strict=True))
+            times = sorted(set().union(*[set(p) for p in points.values()]))
+            if not times:
+                continue
+            filled = [[points[call].get(t) for t in times] for call in self.calls]
+            series = self._series(group, self._rows(times, filled))
             if series is not None:
                 out.append(series)
         return out
