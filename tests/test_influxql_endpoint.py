@@ -551,3 +551,14 @@ def test_transformations_of_raw_fields(stack, g3):
     for got, row in zip(series["values"], want, strict=True):
         assert got[0] == row[0] and got[1] == (None if row[1] is None else pytest.approx(row[1], rel=1e-9))
         assert got[2] == pytest.approx(row[2], rel=1e-12)
+
+
+def test_count_distinct(stack, g3):
+    a, b = int(START), int(START) + 3600
+    t_ns, v = _truth(g3, "p_main", "observatory.gauge2.feeds.pressures")
+    q = (f'SELECT count(distinct("p_main")) FROM "{GAUGE}" WHERE time >= {a}s AND time <= {b}s '
+         "GROUP BY time(30m) fill(none)")
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    raw = _buckets(t_ns, v, a * NS, b * NS, 1800 * NS)
+    assert series["columns"] == ["time", "count"]
+    assert series["values"] == [[k // NS, len(set(xs))] for k, xs in sorted(raw.items())]

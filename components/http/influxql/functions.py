@@ -250,3 +250,14 @@ def selector_rank(call, value, t_ns: int) -> tuple:
     if call.name == "first":
         return (t_ns, -v)
     return (-t_ns, -v)  # last
+
+
+def count_distinct(t_ns: np.ndarray, values: np.ndarray, interval_ns: int, offset_ns: int):
+    """``count(distinct(f))`` per bucket: how many different values."""
+    buckets = buckets_of(np.asarray(t_ns, dtype=np.int64), interval_ns, offset_ns)
+    counts: dict[int, set] = {}
+    for b, v in zip(buckets.tolist(), values.tolist(), strict=True):
+        counts.setdefault(b, set()).add(v)
+    keys = sorted(counts)
+    out = np.asarray(keys, dtype=np.int64)
+    return out, [len(counts[k]) for k in keys], out

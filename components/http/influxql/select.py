@@ -148,6 +148,16 @@ def _field_of(call: st.Call) -> str:
     return _field_of(inner) if isinstance(inner, st.Call) else inner.name
 
 
+def counts_distinct(call: st.Call) -> bool:
+    """``count(distinct("f"))``: computed from samples."""
+    return (call.name == "count" and len(call.args) == 1 and isinstance(call.args[0], st.Call)
+            and call.args[0].name == "distinct")
+
+
+def _from_samples(call: st.Call) -> bool:
+    return call.name in functions.FROM_SAMPLES or counts_distinct(call)
+
+
 def _check_transform(call: st.Call, interval):
     name = call.name
     inner = call.args[0] if call.args else None
@@ -191,6 +201,11 @@ def _check_call(call: st.Call, interval=None):
             raise QueryError(f"{call.name}() is not supported by this server; "
                              f"use one of {', '.join(functions.SUPPORTED)}")
         raise QueryError(f"undefined function {call.name}()")
+    if counts_distinct(call):
+        inner = call.args[0]
+        if len(call.args) != 1 or len(inner.args) != 1 or not isinstance(inner.args[0], st.VarRef):
+            raise QueryError("expected field argument in distinct()")
+        return
     expected = 2 if call.name == "percentile" else 1
     if len(call.args) != expected:
         raise QueryError(f"invalid number of arguments for {call.name}, expected {expected}, got {len(call.args)}")
@@ -419,7 +434,7 @@ class SelectRun:
     def _fetch(self, calls, groups, reader: Reader, interval: int, offset: int) -> dict:
         """Statistics for ``calls``: one request per node for series held by
         one node; series held by several are merged from their samples."""
-        stat_keys = {_field_of(c) for c in calls if c.name in functions.FROM_STATS}
+        stat_keys = {_field_of(c) for c in calls if c.name in functions.FROM_STATS and not counts_distinct(c)}
         single, shared = [], []
         for group in groups:
             for _tags, columns in group.series:
@@ -429,7 +444,7 @@ class SelectRun:
                         by_key.setdefault(column.key, []).append(column)
                 for cols in by_key.values():
                     (single if len(cols) == 1 else shared).append(tuple(cols))
-        sample_keys = {_field_of(c) for c in calls if c.name in functions.FROM_SAMPLES}
+        sample_keys = {_field_of(c) for c in calls if _from_samples(c)}
         reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys]
                        + [c for cols in shared for c in cols])
         stats = reader.stats([c[0] for c in single], interval, offset) if single else {}
@@ -509,8 +524,8 @@ class SelectRun:
         if call.name in functions.TRANSFORMS:
             return self._transform_points(call, group, interval, offset)
         reader = reader or self.reader
-        key = call.args[0].name
-        if call.name in functions.FROM_SAMPLES:
+        key = _field_of(call)
+        if _from_samples(call):
             helds = [tuple(c for c in cols if c.key == key) for _tags, cols in group.series]
             if self.filtered is not None:
                 parts = [self.filtered[h] for h in helds if h in self.filtered]
@@ -520,6 +535,9 @@ class SelectRun:
             if not parts:
                 return np.zeros(0, np.int64), [], np.zeros(0, np.int64)
             t_ns = np.concatenate([p[0] for p in parts])
+            if counts_distinct(call):
+                values = np.concatenate([np.asarray(p[1], dtype=object) for p in parts])
+                return functions.count_distinct(t_ns, values, interval, offset)
             values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
             order = np.argsort(t_ns, kind="stable")
             arg = call.args[1].value if len(call.args) > 1 else None
