@@ -46,6 +46,11 @@ def in_ns(stats: dict) -> dict:
     return out
 
 
+def select_buckets(stats: dict, mask: np.ndarray) -> dict:
+    """The statistics of the buckets ``mask`` keeps."""
+    return {k: np.asarray(v)[mask] for k, v in stats.items()}
+
+
 def _pick(buckets, primary, secondary, starts_of) -> np.ndarray:
     order = np.lexsort((secondary, primary, buckets))
     return order[starts_of(buckets[order])]

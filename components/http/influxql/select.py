@@ -207,11 +207,11 @@ class SelectRun:
                 for cols in by_key.values():
                     (single if len(cols) == 1 else shared).append(tuple(cols))
         sample_keys = {field_of(c) for c in calls if from_samples(c)}
-        reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys]
-                       + [c for cols in shared for c in cols])
-        stats = reader.stats([c[0] for c in single], interval, offset) if single else {}
+        reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys])
+        asked = [c[0] for c in single] + [c for cols in shared for c in cols]
+        stats = reader.stats(asked, interval, offset) if asked else {}
         for cols in shared:
-            merged = reader.series_stats(list(cols), interval, offset)
+            merged = self._merge_shared(cols, stats, reader, interval, offset)
             if merged is not None:
                 stats[cols] = merged
         buckets = sum(len(s["bucket"]) for s in stats.values())
@@ -220,6 +220,27 @@ class SelectRun:
                              "buckets), more than one answer may hold (MAX_ANSWER_POINTS); "
                              "shorten the range or widen GROUP BY time()")
         return stats
+
+    def _merge_shared(self, cols: tuple, stats: dict, reader: Reader, interval: int, offset: int) -> dict | None:
+        """One series held by several nodes (an archive and a live feed):
+        each node's statistics where it alone has samples, and statistics
+        of the merged samples (a time both hold counted once) for the
+        buckets where their samples overlap."""
+        held = [(c, stats[c]) for c in cols if c in stats and len(stats[c]["bucket"])]
+        if len(held) <= 1:
+            return held[0][1] if held else None
+        spans = [(int(s["t_first"].min()), int(s["t_last"].max())) for _c, s in held]
+        overlaps = [(max(a[0], b[0]), min(a[1], b[1])) for i, a in enumerate(spans) for b in spans[i + 1:]]
+        overlaps = [(lo, hi) for lo, hi in overlaps if lo <= hi]
+        if not overlaps:
+            return functions.combine([s for _c, s in held])
+        first = window(min(lo for lo, _hi in overlaps), interval, offset)
+        last = window(max(hi for _lo, hi in overlaps), interval, offset) + interval - 1
+        parts = [functions.select_buckets(s, (s["bucket"] < first) | (s["bucket"] > last)) for _c, s in held]
+        inside = Reader(self.ctx.datasource, max(first, reader.lo_ns), min(last, reader.hi_ns),
+                        self.ctx.now_ns, self.ctx.max_points)
+        merged = inside.series_stats([c for c, _s in held], interval, offset)
+        return functions.combine(parts + ([merged] if merged is not None else []))
 
     def _aggregate(self, groups: list[Group]) -> list[dict]:
         self._check_buckets(groups)
