@@ -248,6 +248,14 @@ def test_parse_errors_are_400_with_influxdb_shape(stack, bridge):
     assert r.status_code == 400 and r.json() == {"error": 'missing required parameter "q"'}
 
 
+def test_overly_nested_statements_are_refused_in_one_line(stack, bridge):
+    q = 'SELECT mean("x") FROM "m" WHERE ' + " OR ".join(["\"t\" = 'v'"] * 5000)
+    r = requests.post(stack.http + "/influxdb/query", data={"db": "ocs_feeds", "q": q}, timeout=60)
+    assert r.status_code == 200, r.text
+    (result,) = r.json()["results"]
+    assert "nested too deeply" in result["error"]
+
+
 def test_statement_errors_stop_the_query(stack, bridge):
     r = requests.get(stack.http + "/influxdb/query", params={"q": "SHOW MEASUREMENTS; SHOW DATABASES"}, timeout=10)
     assert r.status_code == 200

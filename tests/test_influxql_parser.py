@@ -287,3 +287,9 @@ def test_archived_channels_take_the_layout_their_live_feed_states():
     ((tags, columns),) = catalog.series_of("FakeDataAgent").items()
     assert dict(tags)["channel"] == "0" and {c.node for c in columns} == {"g3_reader", "x_live"}
     assert catalog.field_keys("observatory.x") == {"channel_01": "float"}  # no live layout known for it
+
+
+def test_long_condition_chains_parse():
+    stmt = one("SELECT a FROM m WHERE " + " OR ".join(f"host = 'h{i}'" for i in range(900)))
+    _lo, _hi, cond = conditions.split(stmt.condition, NOW)
+    assert conditions.matches(cond, {"host": "h899"}) and not conditions.matches(cond, {"host": "x"})

@@ -12,8 +12,9 @@ import os
 import re
 import zoneinfo
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from . import statements as st
 
@@ -64,7 +65,7 @@ def _int(token) -> int:
 
 
 @v_args(inline=True)
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):
     # -- top level -------------------------------------------------------
     def start(self, *items):
         stmts, after_statement = [], False
@@ -362,3 +363,5 @@ def parse(text: str) -> list:
         raise ParseError(" ".join(_describe(exc, text).split())) from None
     except LarkError as exc:
         raise ParseError(" ".join(str(exc).split())[:200]) from None
+    except RecursionError:
+        raise ParseError("query nested too deeply (too many conditions or operators in a row)") from None
