@@ -147,6 +147,7 @@ def test_arithmetic_and_aliases():
     ("SELECT x FROM m WHERE a =~ /(/", "invalid regular expression"),
     ("DROP DATABASE ocs_feeds", "found DROP"),
     ("SHOW MEASUREMENTS WITH MEASUREMENT > \"m\"", "expected"),
+    ("SHOW MEASUREMENTS WITH MEASUREMENT =~ /(a+)+$/", "repeats a repeated group"),
 ])
 def test_parse_errors_are_one_line(text, message):
     with pytest.raises(ParseError) as info:

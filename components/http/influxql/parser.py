@@ -45,8 +45,16 @@ def _unescape(body: str, escapes: dict) -> str:
     return re.sub(r"\\.", lambda m: escapes.get(m[0], m[0]), body)
 
 
+#: A repeated group that itself repeats (``(a+)+``): Python's backtracking
+#: engine can take exponential time on it where InfluxDB's (RE2) cannot, so
+#: such a pattern from a client is refused rather than left to hold a thread.
+_NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,?\d*\})")
+
+
 def _regex(token: str) -> re.Pattern:
     body = token[1:-1].replace("\\/", "/")
+    if _NESTED_REPEAT.search(body):
+        raise ParseError(f"regular expression /{body}/ repeats a repeated group; write it without nesting")
     try:
         return re.compile(body)
     except re.error as exc:
