@@ -630,3 +630,19 @@ def test_a_series_held_by_two_nodes_is_one_series(stack, g3, mirrored):
     keep = (t_ns >= c * NS) & (t_ns <= d * NS)
     assert keep.sum() == 61
     assert series["values"] == [[int(t), float(x)] for t, x in zip(t_ns[keep], v[keep], strict=True)]
+
+
+def test_without_group_by_time_a_shared_series_is_merged_too(stack, g3, mirrored):
+    t_ns, v = _union(g3, mirrored)
+    a, b = int(START), int(MIRROR[1])
+    keep = (t_ns >= a * NS) & (t_ns <= b * NS)
+    q = (f'SELECT count("ch1_t"), sum("ch1_t"), last("ch1_t") FROM /^observatory\\./ '
+         f"WHERE time >= {a}s AND time <= {b}s")
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    assert series["values"] == [[a, int(keep.sum()), pytest.approx(float(v[keep].sum()), rel=1e-12),
+                                 float(v[keep][-1])]]
+    # a selector alone: the selected sample's own time
+    q = f'SELECT max("ch1_t") FROM "{THERM}" WHERE time >= {a}s AND time <= {b}s'
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    i = int(np.argmax(v[keep]))
+    assert series["values"] == [[int(t_ns[keep][i]), float(v[keep][i])]]
