@@ -206,6 +206,16 @@ def test_selector_without_group_by_has_the_samples_time(stack, g3):
     assert series["values"] == [[int(a * NS), pytest.approx(float(v.mean()), rel=1e-12), float(v[-1])]]
 
 
+def test_series_longer_than_influxdbs_chunk_are_marked_partial(stack, g3):
+    q = f'SELECT mean("ch1_t") FROM "{THERM}" WHERE time >= {int(START)}s AND time <= {int(START)}s + {{}}s ' \
+        "GROUP BY time(1s) fill(null)"
+    (series,) = _query(stack, q.format(9999), epoch="s")[0]["series"]
+    assert len(series["values"]) == 10000 and "partial" not in series
+    (series,) = _query(stack, q.format(10000), epoch="s")[0]["series"]
+    assert len(series["values"]) == 10001 and series["partial"] is True
+    assert list(series) == ["name", "columns", "values", "partial"]
+
+
 def test_times_are_rfc3339_without_epoch(stack, g3):
     a = START + 60
     (series,) = _query(stack, f'SELECT "ch1_t" FROM "{THERM}" WHERE time >= {_ms(a)}ms LIMIT 2')[0]["series"]

@@ -23,6 +23,10 @@ from .fetch import Reader
 from .fields import calls_in, check_call, column_names, counts_distinct, expand, field_of, from_samples, refs_in
 from .rows import fill_column, place, value_of, window
 
+#: InfluxDB 1.6 cuts a series into chunks of this many rows and, answering
+#: without ``chunked=true``, joins them back but leaves the series marked
+#: ``"partial": true``: clients see that on every longer series.
+CHUNK_ROWS = 10_000
 #: Buckets (ns) a series held by several nodes is merged on when the
 #: statement has no GROUP BY time: a multiple of the g3-reader's summaries.
 SHARED_GRID = 3600 * 1_000_000_000
@@ -172,6 +176,8 @@ class SelectRun:
             out["tags"] = dict(group.tags)
         out["columns"] = self.columns
         out["values"] = rows
+        if len(rows) > CHUNK_ROWS:
+            out["partial"] = True
         return out
 
     # -- aggregates -------------------------------------------------------------
