@@ -313,8 +313,7 @@ class Archive:
         locations, _ = self.locate(names, start, end)
         if width:
             parts, texts, kinds = defaultdict(list), defaultdict(list), {}
-            for loc in locations:
-                self._tile_parts(loc, start, end, width, parts, texts, kinds)
+            self._file_parts(locations, start, end, width, None, parts, texts, kinds)
             return _points(parts, texts, kinds, width)
         chunks = defaultdict(list)
         for loc in locations:
@@ -322,54 +321,6 @@ class Archive:
             if part is not None:
                 chunks[loc.name].append(part)
         return {name: _join(parts) for name, parts in chunks.items()}
-
-    def tile(self, loc, width: float, level: int | None = None):
-        """One field of one file in answer buckets of ``width``: ``((keys,
-        stats, first sample index of each bucket, kind), (t, values))``, or
-        None when the file or field is gone. With ``level``, buckets are cut
-        on that summary grid (:func:`answer_keys`). Every field of the file's
-        provider is bucketed at once and cached beside the decoded file: a
-        refreshing or sliding panel asks the same buckets of the same files
-        again, and tiles are kilobytes where the samples are megabytes."""
-        found = self._samples_and_key(loc.path, loc.provider)
-        if found is None or not found[0] or loc.field not in found[0]:
-            return None
-        samples, key = found
-        tiles = self.cache.get_or_compute(("tiles", *key, width, level), lambda: _tiles(samples, width, level))
-        return tiles[loc.field], samples[loc.field]
-
-    def _tile_parts(self, loc, start, end, width, parts, texts, kinds, level=None):
-        """The file's buckets wholly inside ``[start, end]`` from its tile;
-        the (at most two) buckets the range cuts from its samples."""
-        found = self.tile(loc, width, level)
-        if found is None:
-            return
-        (keys, stats, starts, kind), (t, v) = found
-        if keys is None:  # strings: first and last of each bucket, from the samples
-            raw = self._raw(loc, start, end)
-            if raw is not None:
-                texts[loc.name].append(raw)
-            return
-        i0, i1 = np.searchsorted(t, start, side="left"), np.searchsorted(t, end, side="right")
-        if i1 <= i0:
-            return
-        ends = np.append(starts[1:], len(t))
-        a = int(np.searchsorted(ends, i0, side="right"))  # first bucket holding a sample in range
-        b = int(np.searchsorted(starts, i1, side="left"))  # one past the last
-        cut_a, cut_b = bool(starts[a] < i0), bool(ends[b - 1] > i1)
-        if a == b - 1 and (cut_a or cut_b):  # the range lies inside one bucket
-            before, whole, after = [(max(starts[a], i0), min(ends[a], i1))], (a, a), []
-        else:
-            before = [(i0, ends[a])] if cut_a else []
-            after = [(starts[b - 1], i1)] if cut_b else []
-            whole = (a + cut_a, b - cut_b)
-        for lo, hi in before:
-            parts[loc.name].append(_edge(t, v, lo, hi, width, level))
-        if whole[1] > whole[0]:
-            parts[loc.name].append((keys[whole[0]:whole[1]], stats[:, whole[0]:whole[1]]))
-        for lo, hi in after:
-            parts[loc.name].append(_edge(t, v, lo, hi, width, level))
-        kinds.setdefault(loc.name, kind)
 
     def _raw(self, loc, start, end):
         samples = self.provider_samples(loc.path, loc.provider)
@@ -379,6 +330,64 @@ class Archive:
         lo = np.searchsorted(t, start, side="left")
         hi = np.searchsorted(t, end, side="right")
         return (t[lo:hi], v[lo:hi]) if hi > lo else None
+
+    def tiles(self, path: str, provider: str, width: float, level: int | None = None):
+        """``(Tiles, samples)`` of one provider's file in answer buckets of
+        ``width`` (cut on the summary grid of ``level`` when given, see
+        :func:`answer_keys`), or None when the file is gone. Cached beside
+        the decoded file, under its size and mtime: a refreshing or sliding
+        panel asks the same buckets of the same files again, and tiles are
+        kilobytes where the samples are megabytes."""
+        found = self._samples_and_key(path, provider)
+        if found is None or not found[0]:
+            return None
+        samples, key = found
+        return self.cache.get_or_compute(("tiles", *key, width, level), lambda: Tiles(samples, width, level)), samples
+
+    def _file_parts(self, locations, start, end, width, level, parts, texts, kinds):
+        """Pieces of ``[start, end]`` from the files' raw samples, through
+        their tiles: the buckets wholly inside the range from the tiles, the
+        (at most two) buckets the range cuts from the samples. The fields of
+        one block share their slicing, and their edges are bucketed together."""
+        by_file = defaultdict(list)
+        for loc in locations:
+            by_file[(loc.path, loc.provider)].append(loc)
+        for (path, provider), locs in by_file.items():
+            found = self.tiles(path, provider, width, level)
+            if found is None:
+                continue
+            tiles, samples = found
+            wanted = defaultdict(list)  # block -> [(row, location)]
+            for loc in locs:
+                if loc.field not in samples:
+                    continue
+                if loc.field in tiles.texts:
+                    raw = self._raw(loc, start, end)
+                    if raw is not None:
+                        texts[loc.name].append(raw)
+                    continue
+                block, row = tiles.where[loc.field]
+                wanted[block].append((row, loc))
+            for block, rows in wanted.items():
+                keys, stats, starts, t = tiles.blocks[block]
+                pieces = _cut(t, starts, start, end)
+                if not pieces:
+                    continue
+                index = [row for row, _ in rows]
+                matrix = None
+                for lo, hi, whole in pieces:
+                    if whole:
+                        got_keys, got = keys[lo:hi], stats[:, index, lo:hi]
+                    else:
+                        if matrix is None:
+                            matrix = np.vstack([np.asarray(samples[loc.field][1], dtype=np.float64)
+                                                for _, loc in rows])
+                        got = sample_stats(t[lo:hi], matrix[:, lo:hi])
+                        got_keys, got = m4_merge(answer_keys(t[lo:hi], width, level), got)
+                    for j, (_, loc) in enumerate(rows):
+                        parts[loc.name].append((got_keys, got[:, j]))
+                for _, loc in rows:
+                    kinds.setdefault(loc.name, tiles.kinds[loc.field])
 
     def summaries(self, feed_ids, level: int) -> dict[int, dict[str, Summary]]:
         """``{feed id: {block: Summary}}`` at ``level``, through the cache."""
@@ -429,16 +438,18 @@ class Archive:
         locations, newest = self.locate(names, start, end)
         summarized = [loc for loc in locations if newest.get(loc.name) != loc.feed_id]
         summaries = self.summaries({loc.feed_id for loc in summarized}, level)
+        raw = []
         for loc in locations:
             piece = None
             if newest.get(loc.name) != loc.feed_id:
                 piece = _summary_part(summaries.get(loc.feed_id, {}), loc.field, start, end, width, level)
             if piece is None:
-                self._tile_parts(loc, start, end, width, parts, texts, kinds, level)
+                raw.append(loc)
                 continue
             if piece[1].shape[1]:
                 parts[loc.name].append(piece[:2])
                 kinds.setdefault(loc.name, piece[2])
+        self._file_parts(raw, start, end, width, level, parts, texts, kinds)
 
     def _rolled(self, names, start, end, width, level, parts, texts, kinds):
         """Pieces from the names' rollups for the whole buckets of ``[start,
@@ -562,33 +573,56 @@ def _summary_part(blocks: dict, field: str, start: float, end: float, width: flo
     return None
 
 
-def _tiles(samples: dict, width: float, level: int | None) -> dict:
-    """``{field: (keys, stats, first sample index of each bucket, kind)}``
-    of one provider's file; fields sharing a timeline (one block) are
-    bucketed in one pass. Strings get ``(None, None, None, kind)``."""
-    out, blocks = {}, defaultdict(list)
-    for name, (t, v) in samples.items():
-        kind = np.asarray(v).dtype.kind
-        if kind in "fiub":
-            blocks[id(t)].append(name)
-        else:
-            out[name] = (None, None, None, kind)
-    for names in blocks.values():
-        t = samples[names[0]][0]
-        keys = answer_keys(t, width, level)
-        starts = group_starts(keys)
-        matrix = np.vstack([np.asarray(samples[n][1], dtype=np.float64) for n in names])
-        _, stats = m4_merge(keys, sample_stats(t, matrix))
-        for i, name in enumerate(names):
-            out[name] = (keys[starts], stats[:, i], starts, np.asarray(samples[name][1]).dtype.kind)
+class Tiles:
+    """One provider's file in answer buckets: per block (fields sharing a
+    timeline), ``(keys, stats of shape (len(STATS), fields, buckets), first
+    sample index of each bucket, t)``, bucketed in one pass; ``where`` maps
+    a field to its block and row, ``texts`` holds the string fields (never
+    summarized)."""
+
+    def __init__(self, samples: dict, width: float, level: int | None):
+        self.blocks, self.where, self.kinds, self.texts = [], {}, {}, set()
+        groups = defaultdict(list)
+        for name, (t, v) in samples.items():
+            self.kinds[name] = np.asarray(v).dtype.kind
+            if self.kinds[name] in "fiub":
+                groups[id(t)].append(name)
+            else:
+                self.texts.add(name)
+        for names in groups.values():
+            t = samples[names[0]][0]
+            keys = answer_keys(t, width, level)
+            starts = group_starts(keys)
+            matrix = np.vstack([np.asarray(samples[n][1], dtype=np.float64) for n in names])
+            _, stats = m4_merge(keys, sample_stats(t, matrix))
+            for row, name in enumerate(names):
+                self.where[name] = (len(self.blocks), row)
+            self.blocks.append((keys[starts], stats, starts, t))
+
+    @property
+    def nbytes(self) -> int:  # what the cache counts (t belongs to the decoded file)
+        return sum(k.nbytes + s.nbytes + st.nbytes for k, s, st, _ in self.blocks) + 64 * len(self.where)
+
+
+def _cut(t, starts, start: float, end: float) -> list:
+    """``[(lo, hi, whole)]``: the range ``[start, end]`` of one block as
+    tile buckets ``lo:hi`` (``whole``) and sample slices ``lo:hi`` of the
+    buckets it cuts, in time order."""
+    i0, i1 = int(np.searchsorted(t, start, side="left")), int(np.searchsorted(t, end, side="right"))
+    if i1 <= i0:
+        return []
+    ends = np.append(starts[1:], len(t))
+    a = int(np.searchsorted(ends, i0, side="right"))  # the first bucket holding a sample in range
+    b = int(np.searchsorted(starts, i1, side="left"))  # one past the last
+    cut_a, cut_b = bool(starts[a] < i0), bool(ends[b - 1] > i1)
+    if a == b - 1 and (cut_a or cut_b):  # the range lies inside one bucket
+        return [(max(int(starts[a]), i0), min(int(ends[a]), i1), False)]
+    out = [(i0, int(ends[a]), False)] if cut_a else []
+    if b - cut_b > a + cut_a:
+        out.append((a + cut_a, b - cut_b, True))
+    if cut_b:
+        out.append((int(starts[b - 1]), i1, False))
     return out
-
-
-def _edge(t, v, lo: int, hi: int, width: float, level: int | None = None):
-    """``(keys, stats)`` of samples ``lo:hi`` of one field."""
-    stats = sample_stats(t[lo:hi], np.asarray(v[lo:hi], dtype=np.float64)[None, :])
-    keys, stats = m4_merge(answer_keys(t[lo:hi], width, level), stats)
-    return keys, stats[:, 0]
 
 
 def _points(parts, texts, kinds, width: float) -> dict:

@@ -52,9 +52,11 @@ def test_tiles_equal_m4_of_the_raw_samples(index_env, tmp_path):
     assert kinds == {"f", "i", "b", "O"}  # every kind of field was checked
     # The cache holds tiles after the first pass, and a tile is far smaller than its samples.
     loc = reader.locate([names[0]], START, START + 3600)[0][0]
-    (keys, stats, starts, kind), (t, _) = reader.tile(loc, 120.0)
-    assert kind == "f" and len(keys) == len(starts) < len(t) / 10
-    assert stats.shape == (10, len(keys))
+    tiles, _ = reader.tiles(loc.path, loc.provider, 120.0)
+    block, row = tiles.where[loc.field]
+    keys, stats, starts, t = tiles.blocks[block]
+    assert tiles.kinds[loc.field] == "f" and len(keys) == len(starts) < len(t) / 10
+    assert stats.shape[0] == 10 and stats.shape[2] == len(keys)
 
 
 def test_prefetch_decodes_the_newest_files_within_its_share(index_env, tmp_path, monkeypatch):
