@@ -26,7 +26,8 @@ Needs root (for the network namespace), Debian's ``wrk`` and MariaDB
    share (of one core and of the machine), the process that saturates
    first, and the ``get_data`` calls each reader answered. Readers run the
    console script's own ``main`` with a call counter wrapped around
-   ``DataNodeServer.get_data``.
+   ``DataNodeServer._answer_data`` (where get_data and get_data_packed
+   both end).
 
 The namespace shares this machine's cores: configuration (c) checks the
 network path of a second host and how calls spread, not added capacity.
@@ -68,18 +69,19 @@ FIELDS_PER_PANEL = 10
 NODE = "g3_reader"
 NS_SUBNET = ipaddress.ip_network("10.231.0.0/16")
 
-# Runs the reader's console script with a count of get_data calls, written
-# to $SCALE_OUT_COUNTS every 0.1 s. get_data runs in the reactor, so the
-# count needs no lock.
+# Runs the reader's console script with a count of the data calls it
+# answered (get_data and get_data_packed both end in _answer_data, in the
+# reader's thread pool), written to $SCALE_OUT_COUNTS every 0.1 s.
 READER = r"""
 import os, sys, threading, time
 import sisock.base as base
-calls = [0]
-get_data = base.DataNodeServer.get_data
+calls, lock = [0], threading.Lock()
+answer = base.DataNodeServer._answer_data
 def counted(self, *args, **kwargs):
-    calls[0] += 1
-    return get_data(self, *args, **kwargs)
-base.DataNodeServer.get_data = counted
+    with lock:
+        calls[0] += 1
+    return answer(self, *args, **kwargs)
+base.DataNodeServer._answer_data = counted
 def dump(path=os.environ["SCALE_OUT_COUNTS"]):
     while True:
         with open(path + ".tmp", "w") as f:
@@ -414,7 +416,7 @@ def measure(label, readers, roles, url, lua, args):
                 "so no process is at its own ceiling and this ranks their shares")
     print(f"  saturates first: {first}, {100 * services[first] / wall:.0f}% of one core{note}")
     total_calls = sum(calls) or 1
-    print("  get_data calls: " + ", ".join(f"{r.label} {c} ({100 * c / total_calls:.0f}%)"
+    print("  data calls: " + ", ".join(f"{r.label} {c} ({100 * c / total_calls:.0f}%)"
                                            for r, c in zip(readers, calls, strict=True))
           + f"; {sum(calls) / max(summary['requests'], 1):.2f} per request")
     return {"rps": rps, "first": first, "share": 100 * services[first] / wall, "calls": calls,
@@ -537,7 +539,7 @@ def main():
             print(f"  ({key}) {res['rps']:7.1f} requests/s, {res['rps'] / results['a']['rps']:.2f}x of (a); "
                   f"machine {res['busy']:.0f}% busy ({res['other']:.0f}% other programs); % of one core: "
                   + ", ".join(f"{r} {v:.0f}" for r, v in res["shares"].items())
-                  + f"; saturates first: {res['first']}; get_data calls per reader {res['calls']}; "
+                  + f"; saturates first: {res['first']}; data calls per reader {res['calls']}; "
                   f"failed answers {res['bad']}")
             print("       requests/s at which each would use one core: "
                   + ", ".join(f"{r} {c:.0f}" for r, c in res["ceilings"].items()))
