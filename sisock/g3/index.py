@@ -12,6 +12,7 @@ request is ever formatted into SQL text.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -214,8 +215,14 @@ def error_reason(exc: BaseException) -> str:
     """What the driver said, on one line, without the statement or
     SQLAlchemy's help link: fit for a log line or an error message."""
     orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc) or type(exc).__name__
-    return " ".join(text.split())[:300]
+    text = " ".join((str(orig if orig is not None else exc) or type(exc).__name__).split())
+    # MariaDB's C client ends "Can't connect" with the bare OS error number,
+    # "(111)": say what it means, as the pure-Python driver did.
+    found = re.search(r"\((\d{1,3})\)$", text) if "Can't connect" in text else None
+    if found and errno.errorcode.get(int(found.group(1))):
+        number = int(found.group(1))
+        text = f"{text[:found.start()]}({number}: {os.strerror(number)})"
+    return text[:300]
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
