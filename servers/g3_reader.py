@@ -72,12 +72,14 @@ DAY_US = 86_400_000_000
 #: would otherwise pay three: pre-ping, read, rollback); the scanner's
 #: changes are seen at most this late, against passes minutes apart.
 GENERATION_TTL = 1.0
-#: Seconds of the newest data decoded once the server has joined (at most
+#: Seconds of the newest data decoded when the server starts (at most
 #: :data:`PREFETCH_SHARE` of the cache): dashboards open on "the last 6
 #: hours" or a day, and after a restart their first request is then
 #: answered from memory instead of from the files.
 PREFETCH_SECONDS = 86400.0
 PREFETCH_SHARE = 0.25
+#: Seconds of that spent before joining; the rest is done once joined.
+PREFETCH_BEFORE_JOIN = 0.5
 #: The contract's field types of the index's kinds.
 FIELD_TYPES = {"float": "number", "int": "number", "bool": "bool", "string": "string"}
 #: The error of every request made while the index database is unreachable.
@@ -168,24 +170,25 @@ class Archive:
         held = getattr(self._request, "generation", None)
         return held if held is not None else self.fresh_generation()
 
-    def prefetch(self, names, seconds: float, share: float) -> int:
+    def prefetch(self, names, seconds: float, share: float, until: float | None = None) -> bool:
         """Decode the files holding the last ``seconds`` of ``names``,
-        newest first, until ``share`` of the cache is used; returns how many
-        (file, provider) pairs were decoded."""
+        newest first, until ``share`` of the cache is used or the monotonic
+        clock reaches ``until``; True when it got to the end (files decoded
+        already cost nothing, so it can be called again to go on)."""
         with self.one_request():
             newest = self.newest(names)
             if not newest:
-                return 0
+                return True
             end = max(loc.end for loc in newest.values()) / 1e6
             locations, _ = self.locate(names, end - seconds, end)
         pairs = sorted({(loc.start, loc.path, loc.provider) for loc in locations}, reverse=True)
-        done = 0
         for _, path, provider in pairs:
             if self.cache.bytes >= share * self.cache.max_bytes:
-                break
+                return True
+            if until is not None and time.monotonic() >= until:
+                return False
             self.provider_samples(path, provider)
-            done += 1
-        return done
+        return True
 
     def fresh_generation(self) -> str:
         """The generation, read again once :data:`GENERATION_TTL` has passed."""
@@ -698,6 +701,7 @@ class G3Reader(DataNodeServer):
             raise config.ConfigError(f"cannot use the index {describe_url(url)}: {error_reason(exc)}") from None
         archive = Archive(index, settings.data_dir, ByteLRU(settings.cache_mb * 1024 * 1024))
         _warm_up(archive)
+        archive.prefetched = _prefetch(archive, PREFETCH_BEFORE_JOIN)
         return {"archive": archive, "max_points": settings.max_points}
 
     def __init__(self, config=None, archive: Archive | None = None, max_points: int | None = None):
@@ -796,17 +800,21 @@ class G3Reader(DataNodeServer):
         return contract.series_reply(field, series, wire=False)
 
 
-def _prefetch(archive: Archive) -> int:
-    """Decode the archive's newest files in the background, once joined:
-    a restart is not slowed down by it, and a request arriving meanwhile
-    waits for (never repeats) a file being decoded."""
+def _prefetch(archive: Archive, seconds: float | None = None) -> bool:
+    """Decode the archive's newest files, for at most ``seconds``. The
+    reader spends :data:`PREFETCH_BEFORE_JOIN` on it before joining (a
+    dashboard opened right after a restart is answered from memory) and
+    finishes in the background once joined (a restart is not held up by a
+    large archive; a request arriving meanwhile waits for, never repeats, a
+    file being decoded)."""
+    until = None if seconds is None else time.monotonic() + seconds
     try:
-        return archive.prefetch(list(archive.index.kinds(0, 2**62)), PREFETCH_SECONDS, PREFETCH_SHARE)
+        return archive.prefetch(list(archive.index.kinds(0, 2**62)), PREFETCH_SECONDS, PREFETCH_SHARE, until)
     except Exception as exc:
         if not unavailable(exc):
             raise
         log.warn("the index database went away while prefetching ({e})", e=error_reason(exc))
-        return 0
+        return True
 
 
 def _warm_up(archive: Archive):

@@ -5,6 +5,8 @@ before and after the tiles are cached."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from sisock.downsample import m4_indices
@@ -65,15 +67,17 @@ def test_prefetch_decodes_the_newest_files_within_its_share(index_env, tmp_path,
     scan(index_env, data)
     names = sorted(truth)
     reader = archive(index_env, data)
-    assert reader.prefetch(names, 2 * 3600, 0.0) == 0  # no share of the cache: nothing decoded
     decoded = []
     real = reader._decode
     monkeypatch.setattr(reader, "_decode", lambda full, provider: decoded.append(full) or real(full, provider))
+    assert reader.prefetch(names, 2 * 3600, 0.0) and decoded == []  # no share of the cache: nothing to do
+    assert not reader.prefetch(names, 2 * 3600, 0.25, until=time.monotonic()) and decoded == []  # out of time
     # The last two hours of 4 hourly files: the newest two (or three, when a
     # provider's last sample sits on the hour) files per provider.
-    pairs = reader.prefetch(names, 2 * 3600, 0.25)
-    assert len(decoded) == pairs and 2 * 2 <= pairs <= 3 * 2
+    assert reader.prefetch(names, 2 * 3600, 0.25)
+    assert 2 * 2 <= len(decoded) <= 3 * 2
     decoded.clear()
+    assert reader.prefetch(names, 2 * 3600, 0.25) and decoded == []  # called again: nothing decoded twice
     end = START + 4 * 3600
     got = reader.series(names, end - 2 * 3600, end, 43.4)
     assert decoded == [] and set(got) == set(names)  # answered from memory
