@@ -1,0 +1,192 @@
+"""sisock's InfluxQL API against a real InfluxDB 1.x, statement by statement.
+
+The same samples go into both (tests/influx_samples.py): a g3 archive
+indexed in MariaDB and served by a g3-reader, a live feed published on the
+router for a data-feed server; and InfluxDB written through the OCS
+publisher's own ``format_data``. Every statement of the corpus
+(tests/influxql_corpus.py) is sent to InfluxDB's ``/query`` and to the
+bridge's ``/influxdb/query`` with the same parameters, and the JSON answers
+must agree (tests/influx_compare.py). The stack is this module's own
+(router, hub, bridge, g3-reader, data-feed server, nothing else), so
+``SHOW MEASUREMENTS`` lists what both databases hold and no more.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import MARIADB, Stack, node_names
+from g3_helpers import scan
+from influx_compare import diff
+from influx_samples import DATABASE, LIVE, LIVE_AGENT, LIVE_FEED, live_samples, load_both, messages, write_influx
+from influxql_corpus import corpus
+from ocs_publisher import publish
+from procs import wait_for
+
+#: Differences that are intended, by statement (exact text): the reason.
+#: Empty: sisock answers every statement of the corpus as InfluxDB does.
+INTENDED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def mariadb_db(mariadb_server):
+    """A MariaDB database for this module's index (the g3-reader outlives any one test)."""
+    import sqlalchemy as sa
+
+    name = f"sisock_test_{uuid.uuid4().hex[:12]}"
+    with mariadb_server.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))  # generated name
+    yield {**MARIADB, "SQL_DB": name}
+    with mariadb_server.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+@pytest.fixture(scope="module")
+def live_t0():
+    """The live feed's first sample: a whole second, so its 2 Hz times are exact
+    (see tests/influx_samples.py), and far enough back that all of it is past."""
+    return int(time.time()) - 150
+
+
+@pytest.fixture(scope="module")
+def archive(influxdb, live_t0, tmp_path_factory):
+    """The samples written: the g3 archive on disk and in InfluxDB, the live
+    feed's messages in InfluxDB; ``(archive directory, live messages)``."""
+    data = tmp_path_factory.mktemp("influxql") / "archive"
+    client = influxdb.client(DATABASE)
+    client.drop_database(DATABASE)
+    _, lines = load_both(str(data), client)
+    t, columns = live_samples(live_t0)
+    live = list(messages(LIVE, "temps", t, columns, chunk=20))
+    lines += write_influx(client, DATABASE, live)
+    client.close()
+    print(f"\n{lines} lines written to InfluxDB through ocs format_data")
+    return data, live
+
+
+@pytest.fixture(scope="module")
+def both(influxdb, archive, mariadb_db, live_t0, tmp_path_factory):
+    """A sisock stack holding the same samples as InfluxDB; ``(influx, sisock's InfluxDB URL)``."""
+    from sisock.client import Client
+
+    data, live = archive
+    scan(mariadb_db, data)
+    stack = Stack(str(tmp_path_factory.mktemp("influxql-stack")))
+    stack.start_router()
+    try:
+        stack.proc("hub", "sisock-hub").start()
+        stack.proc("http", "sisock-http").start()
+        stack.proc("g3-reader", "sisock-g3-reader-server", env={**mariadb_db, "DATA_DIRECTORY": str(data)}).start()
+        stack.proc("feed", "sisock-data-feed-server", env={
+            "TARGET": LIVE_AGENT, "FEED": LIVE_FEED, "NAME": LIVE_AGENT, "DESCRIPTION": "live feed",
+            "BUFFER_TIME": "7200"}).start()
+        with Client(stack.settings, timeout=30) as sisock:
+            wait_for(lambda: {"g3_reader", LIVE_AGENT} <= node_names(sisock), 60, "the g3-reader and the feed")
+            publish(sisock.link.reactor, stack.ocs_port, stack.settings.realm, LIVE, live)
+            n = sum(len(block["timestamps"]) for data_, _ in live for block in data_.values())
+
+            def all_live():
+                got = sisock.data(LIVE_AGENT, ["channel_00"], live_t0 - 1, live_t0 + 1000)["channel_00"]
+                return len(got.t) == n
+
+            wait_for(all_live, 30, "the data-feed server to hold every published sample")
+        wait_for(lambda: requests.get(stack.http + "/influxdb/ping", timeout=2).status_code == 204, 60,
+                 "the bridge's /influxdb/ping")
+        yield influxdb, stack.http + "/influxdb"
+    finally:
+        stack.stop_all()
+
+
+def _ask(base: str, case) -> tuple[int, dict]:
+    params = {"q": case.q}
+    if case.db is not None:
+        params["db"] = case.db
+    if case.epoch is not None:
+        params["epoch"] = case.epoch
+    if case.method == "POST":
+        r = requests.post(base + "/query", data=params, timeout=60)
+    else:
+        r = requests.get(base + "/query", params=params, timeout=60)
+    return r.status_code, r.json()
+
+
+def test_influxdb_answers_every_statement_of_the_corpus(influxdb, archive, live_t0):
+    """The corpus is valid InfluxQL, with data behind most of it: each
+    statement is answered by InfluxDB without an error."""
+    cases = corpus(live_t0)
+    assert len(cases) >= 200
+    failed, with_data = [], 0
+    for case in cases:
+        status, body = _ask(influxdb.url, case)
+        errors = [r["error"] for r in body.get("results", []) if "error" in r]
+        if status != 200 or errors or "error" in body:
+            failed.append((case.q, status, errors or body))
+        with_data += any(r.get("series") for r in body.get("results", []))
+    print(f"\n{len(cases)} statements, {with_data} with series, {len(failed)} refused by InfluxDB")
+    assert not failed, failed[:5]
+    assert with_data > len(cases) * 0.7
+
+
+def test_sisock_answers_as_influxdb_does(both, live_t0, tmp_path):
+    influx, sisock = both
+    cases = corpus(live_t0)
+    equal, differences, intended = 0, [], []
+    for case in cases:
+        t0 = time.monotonic_ns()
+        want_status, want = _ask(influx.url, case)
+        got_status, got = _ask(sisock, case)
+        slack = (time.monotonic_ns() - t0) + 1_000_000_000 if case.now else 0
+        problem = (f"HTTP {want_status} != {got_status}" if want_status != got_status
+                   else diff(want, got, now_slack=_in_units(slack, case.epoch)))
+        if problem is None:
+            equal += 1
+        elif case.q in INTENDED:
+            intended.append((case, problem))
+        else:
+            differences.append((case, problem, want, got))
+    report = tmp_path / "differences.txt"
+    with open(report, "w", encoding="utf-8") as fh:
+        for case, problem, want, got in differences:
+            fh.write(f"{case.q}\n  epoch={case.epoch} db={case.db} {case.method}\n  {problem}\n"
+                     f"  influxdb: {str(want)[:600]}\n  sisock:   {str(got)[:600]}\n\n")
+    print(f"\n{len(cases)} statements compared: {equal} equal, {len(intended)} intended differences, "
+          f"{len(differences)} other differences (details in {report})")
+    for case, problem, *_ in differences[:40]:
+        print(f"  {problem}\n    {case.q[:200]} (epoch={case.epoch})")
+    assert not differences, f"{len(differences)} statements answered differently; see {report}"
+
+
+def _in_units(ns: int, epoch: str | None) -> int:
+    scale = {None: 1, "ns": 1, "n": 1, "u": 1_000, "µ": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
+             "h": 3600 * 10**9}[epoch]
+    return -(-ns // scale) if ns else 0
+
+
+def test_the_influxdb_client_reads_sisock_as_it_reads_influxdb(both):
+    """The ``influxdb`` PyPI client (what scripts and the OCS tools use),
+    pointed at sisock's path, returns the same points as from InfluxDB."""
+    from urllib.parse import urlsplit
+
+    from influxdb import InfluxDBClient
+
+    influx, sisock = both
+    url = urlsplit(sisock)
+    ours = InfluxDBClient(host=url.hostname, port=url.port, path=url.path.strip("/"), database=DATABASE, timeout=60)
+    theirs = influx.client(DATABASE)
+    q = ('SELECT mean("ch1_t"), max("ch1_t") FROM "observatory.therm1" WHERE time >= 1700000600000ms '
+         'and time <= 1700004200000ms GROUP BY time(5m), "feed" fill(null)')
+    for epoch in (None, "ms", "ns"):
+        want, got = theirs.query(q, epoch=epoch), ours.query(q, epoch=epoch)
+        assert list(got.keys()) == list(want.keys()) and len(want.keys()) == 2  # the two feeds
+        for key in want.keys():
+            points = list(want.get_points(*key))
+            assert len(points) == 13
+            assert list(got.get_points(*key)) == [pytest.approx(p, rel=1e-9) for p in points]
+    assert [m["name"] for m in ours.get_list_measurements()] == [m["name"] for m in theirs.get_list_measurements()]
+    assert ours.ping() and theirs.ping()
+    ours.close()
+    theirs.close()
