@@ -13,6 +13,7 @@ from sisock.base import uri
 from sisock.config import Settings
 
 from influxdb_server import influxdb  # noqa: F401 - the real InfluxDB the InfluxQL answers are compared with
+from influxql_stack import influxql_index, influxql_live_t0, influxql_pair, influxql_samples  # noqa: F401
 from ocs_fixtures import ocs_archive  # noqa: F401 - a session fixture shared by several modules
 from procs import Proc, free_port, port_open, wait_for
 

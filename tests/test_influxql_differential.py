@@ -6,99 +6,24 @@ router for a data-feed server; and InfluxDB written through the OCS
 publisher's own ``format_data``. Every statement of the corpus
 (tests/influxql_corpus.py) is sent to InfluxDB's ``/query`` and to the
 bridge's ``/influxdb/query`` with the same parameters, and the JSON answers
-must agree (tests/influx_compare.py). The stack is this module's own
-(router, hub, bridge, g3-reader, data-feed server, nothing else), so
-``SHOW MEASUREMENTS`` lists what both databases hold and no more.
+must agree (tests/influx_compare.py). The pair is set up by
+tests/influxql_stack.py.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 import requests
 
-from conftest import MARIADB, Stack, node_names
-from g3_helpers import scan
 from influx_compare import diff
-from influx_samples import DATABASE, LIVE, LIVE_AGENT, LIVE_FEED, live_samples, load_both, messages, write_influx
+from influx_samples import DATABASE
 from influxql_corpus import corpus
-from ocs_publisher import publish
-from procs import wait_for
 
 #: Differences that are intended, by statement (exact text): the reason.
 #: Empty: sisock answers every statement of the corpus as InfluxDB does.
 INTENDED: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module")
-def mariadb_db(mariadb_server):
-    """A MariaDB database for this module's index (the g3-reader outlives any one test)."""
-    import sqlalchemy as sa
-
-    name = f"sisock_test_{uuid.uuid4().hex[:12]}"
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))  # generated name
-    yield {**MARIADB, "SQL_DB": name}
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-
-
-@pytest.fixture(scope="module")
-def live_t0():
-    """The live feed's first sample: a whole second, so its 2 Hz times are exact
-    (see tests/influx_samples.py), and far enough back that all of it is past."""
-    return int(time.time()) - 150
-
-
-@pytest.fixture(scope="module")
-def archive(influxdb, live_t0, tmp_path_factory):
-    """The samples written: the g3 archive on disk and in InfluxDB, the live
-    feed's messages in InfluxDB; ``(archive directory, live messages)``."""
-    data = tmp_path_factory.mktemp("influxql") / "archive"
-    client = influxdb.client(DATABASE)
-    client.drop_database(DATABASE)
-    _, lines = load_both(str(data), client)
-    t, columns = live_samples(live_t0)
-    live = list(messages(LIVE, "temps", t, columns, chunk=20))
-    lines += write_influx(client, DATABASE, live)
-    client.close()
-    print(f"\n{lines} lines written to InfluxDB through ocs format_data")
-    return data, live
-
-
-@pytest.fixture(scope="module")
-def both(influxdb, archive, mariadb_db, live_t0, tmp_path_factory):
-    """A sisock stack holding the same samples as InfluxDB; ``(influx, sisock's InfluxDB URL)``."""
-    from sisock.client import Client
-
-    data, live = archive
-    scan(mariadb_db, data)
-    stack = Stack(str(tmp_path_factory.mktemp("influxql-stack")))
-    stack.start_router()
-    try:
-        stack.proc("hub", "sisock-hub").start()
-        stack.proc("http", "sisock-http").start()
-        stack.proc("g3-reader", "sisock-g3-reader-server", env={**mariadb_db, "DATA_DIRECTORY": str(data)}).start()
-        stack.proc("feed", "sisock-data-feed-server", env={
-            "TARGET": LIVE_AGENT, "FEED": LIVE_FEED, "NAME": LIVE_AGENT, "DESCRIPTION": "live feed",
-            "BUFFER_TIME": "7200"}).start()
-        with Client(stack.settings, timeout=30) as sisock:
-            wait_for(lambda: {"g3_reader", LIVE_AGENT} <= node_names(sisock), 60, "the g3-reader and the feed")
-            publish(sisock.link.reactor, stack.ocs_port, stack.settings.realm, LIVE, live)
-            n = sum(len(block["timestamps"]) for data_, _ in live for block in data_.values())
-
-            def all_live():
-                got = sisock.data(LIVE_AGENT, ["channel_00"], live_t0 - 1, live_t0 + 1000)["channel_00"]
-                return len(got.t) == n
-
-            wait_for(all_live, 30, "the data-feed server to hold every published sample")
-        wait_for(lambda: requests.get(stack.http + "/influxdb/ping", timeout=2).status_code == 204, 60,
-                 "the bridge's /influxdb/ping")
-        yield influxdb, stack.http + "/influxdb"
-    finally:
-        stack.stop_all()
 
 
 def _ask(base: str, case) -> tuple[int, dict]:
@@ -114,10 +39,10 @@ def _ask(base: str, case) -> tuple[int, dict]:
     return r.status_code, r.json()
 
 
-def test_influxdb_answers_every_statement_of_the_corpus(influxdb, archive, live_t0):
+def test_influxdb_answers_every_statement_of_the_corpus(influxdb, influxql_samples, influxql_live_t0):
     """The corpus is valid InfluxQL, with data behind most of it: each
     statement is answered by InfluxDB without an error."""
-    cases = corpus(live_t0)
+    cases = corpus(influxql_live_t0)
     assert len(cases) >= 200
     failed, with_data = [], 0
     for case in cases:
@@ -131,9 +56,9 @@ def test_influxdb_answers_every_statement_of_the_corpus(influxdb, archive, live_
     assert with_data > len(cases) * 0.7
 
 
-def test_sisock_answers_as_influxdb_does(both, live_t0, tmp_path):
-    influx, sisock = both
-    cases = corpus(live_t0)
+def test_sisock_answers_as_influxdb_does(influxql_pair, influxql_live_t0, tmp_path):
+    influx, sisock = influxql_pair
+    cases = corpus(influxql_live_t0)
     equal, differences, intended = 0, [], []
     for case in cases:
         t0 = time.monotonic_ns()
@@ -166,14 +91,14 @@ def _in_units(ns: int, epoch: str | None) -> int:
     return -(-ns // scale) if ns else 0
 
 
-def test_the_influxdb_client_reads_sisock_as_it_reads_influxdb(both):
+def test_the_influxdb_client_reads_sisock_as_it_reads_influxdb(influxql_pair):
     """The ``influxdb`` PyPI client (what scripts and the OCS tools use),
     pointed at sisock's path, returns the same points as from InfluxDB."""
     from urllib.parse import urlsplit
 
     from influxdb import InfluxDBClient
 
-    influx, sisock = both
+    influx, sisock = influxql_pair
     url = urlsplit(sisock)
     ours = InfluxDBClient(host=url.hostname, port=url.port, path=url.path.strip("/"), database=DATABASE, timeout=60)
     theirs = influx.client(DATABASE)
