@@ -85,6 +85,7 @@ class InfluxServer:
 
     def __init__(self, root: str, binary: str = INFLUXD):
         self.root = root
+        os.makedirs(root, exist_ok=True)
         self.http_port = free_port()
         self.rpc_port = free_port()
         self.config_path = os.path.join(root, "influxdb.conf")
