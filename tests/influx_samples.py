@@ -64,17 +64,23 @@ def feed_info(description: str, agent_class: str = "FakeDataAgent") -> dict:
             "agent_class": agent_class}
 
 
-def block_message(block: str, t: np.ndarray, columns: dict) -> dict:
-    """The data half of an OCS feed message: plain Python numbers, as they arrive over WAMP."""
-    return {block: {"block_name": block, "timestamps": [float(x) for x in t],
-                    "data": {name: np.asarray(v).tolist() for name, v in columns.items()}}}
+def block_message(block: str, t: np.ndarray, columns: dict, influxdb_tags: dict | None = None) -> dict:
+    """The data half of an OCS feed message: plain Python numbers, as they arrive over WAMP;
+    with ``influxdb_tags`` as FakeDataAgent adds them (``{channel: {"_field": .., tag: ..}}``)."""
+    body = {"block_name": block, "timestamps": [float(x) for x in t],
+            "data": {name: np.asarray(v).tolist() for name, v in columns.items()}}
+    if influxdb_tags:
+        body["influxdb_tags"] = influxdb_tags
+    return {block: body}
 
 
-def messages(description: str, block: str, t: np.ndarray, columns: dict, chunk: int = 300):
+def messages(description: str, block: str, t: np.ndarray, columns: dict, chunk: int = 300,
+             influxdb_tags: dict | None = None):
     """``(data, feed)`` messages of ``chunk`` samples each, in time order."""
     feed = feed_info(description)
     for lo in range(0, len(t), chunk):
-        yield block_message(block, t[lo:lo + chunk], {k: v[lo:lo + chunk] for k, v in columns.items()}), feed
+        yield (block_message(block, t[lo:lo + chunk], {k: v[lo:lo + chunk] for k, v in columns.items()},
+                             influxdb_tags), feed)
 
 
 def archive_messages(providers: Sequence[Provider], truth: dict):
@@ -131,11 +137,17 @@ def load_both(directory: str, client, database: str = DATABASE) -> tuple[dict, i
     return truth, lines
 
 
-#: The live feed: an OCS-shaped feed published on the router for the
-#: data-feed server and written to InfluxDB from the same messages.
+#: The live feeds: OCS-shaped feeds published on the router for data-feed
+#: servers and written to InfluxDB from the same messages. The second one
+#: carries FakeDataAgent's ``influxdb_tags``, so the publisher writes it as
+#: measurement ``FakeDataAgent``, tags ``address_root``, ``instance_id``,
+#: ``channel``, ``feed`` and one field ``temperature``.
 LIVE_AGENT = "livefeed1"
 LIVE_FEED = "false_temperatures"
 LIVE = f"observatory.{LIVE_AGENT}.feeds.{LIVE_FEED}"
+TAGGED_AGENT = "livetags1"
+TAGGED = f"observatory.{TAGGED_AGENT}.feeds.{LIVE_FEED}"
+TAGGED_CLASS = "FakeDataAgent"
 LIVE_CHANNELS = ("channel_00", "channel_01")
 LIVE_RATE, LIVE_N = 2.0, 240
 
@@ -145,3 +157,12 @@ def live_samples(t0: int) -> tuple[np.ndarray, dict]:
     k = np.arange(LIVE_N)
     t = t0 + k / LIVE_RATE
     return t, {"channel_00": (k % 37) * 0.25 - 3.0, "channel_01": 20.0 + (k * 7 % 11) / 8.0}
+
+
+def live_messages(t0: int) -> dict[str, list]:
+    """``{topic: [(data, feed), ...]}`` of both live feeds, 20 samples a message."""
+    t, columns = live_samples(t0)
+    tags = {c: {"channel": int(c.split("_")[1]), "_field": "temperature"} for c in LIVE_CHANNELS}
+    return {LIVE: list(messages(LIVE, "temps", t, columns, chunk=20)),
+            TAGGED: [(data, {**feed, "agent_class": TAGGED_CLASS}) for data, feed in
+                     messages(TAGGED, "temps", t, columns, chunk=20, influxdb_tags=tags)]}

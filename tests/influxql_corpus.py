@@ -24,7 +24,19 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from influx_samples import DATABASE, END, LIVE_AGENT, LIVE_FEED, LIVE_N, LIVE_RATE, START, TYPED_N, TYPED_START
+from influx_samples import (
+    DATABASE,
+    END,
+    LIVE_AGENT,
+    LIVE_FEED,
+    LIVE_N,
+    LIVE_RATE,
+    START,
+    TAGGED_AGENT,
+    TAGGED_CLASS,
+    TYPED_N,
+    TYPED_START,
+)
 
 THERM, GAUGE, FAST, TYPED = ("observatory.therm1", "observatory.gauge2", "observatory.fast3", "observatory.typed1")
 LIVE_M = f"observatory.{LIVE_AGENT}"
@@ -320,6 +332,22 @@ def _live_cases(live_t0: int) -> list[Case]:
         f'SELECT "ch1_t" FROM "{THERM}" WHERE time >= now() - 1d',
     ]
     out += [Case(q, now=True) for q in relative]
+    # The feed with influxdb_tags: measurement = agent class, one field, channel and instance as tags.
+    c = TAGGED_CLASS
+    inst = [("instance_id", "=", f"'{TAGGED_AGENT}'")]
+    out += [
+        Case(builder(['mean("temperature")'], c, a, b, tags=inst, group_tags=["channel"])),
+        Case(builder(['max("temperature")'], c, a, b, tags=[*inst, ("channel", "=", "'1'")], interval="15s")),
+        Case(builder(['count("temperature")'], c, a, b, interval="1m", fill="none")),
+        Case(f'SELECT "temperature" FROM "{c}" WHERE ("channel" = \'0\') AND {time_filter(a, b)} LIMIT 6'),
+        Case(f'SELECT last("temperature") FROM "{c}" WHERE {time_filter(a, b)} GROUP BY "channel", "instance_id"'),
+        Case(f'SHOW TAG KEYS FROM "{c}"', epoch=None),
+        Case(f'SHOW TAG VALUES FROM "{c}" WITH KEY = "channel"', epoch=None),
+        Case(f'SHOW TAG VALUES FROM "{c}" WITH KEY IN ("instance_id", "address_root")', epoch=None),
+        Case(f'SHOW FIELD KEYS FROM "{c}"', epoch=None),
+        Case(f'SELECT mean("temperature") FROM "{c}" WHERE time >= now() - 1h GROUP BY time(30s), "channel" '
+             "fill(none)", now=True),
+    ]
     return out
 
 

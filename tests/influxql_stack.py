@@ -15,7 +15,7 @@ import uuid
 import pytest
 import requests
 
-from influx_samples import DATABASE, LIVE, LIVE_AGENT, LIVE_FEED, live_samples, load_both, messages, write_influx
+from influx_samples import DATABASE, LIVE_AGENT, LIVE_FEED, TAGGED_AGENT, live_messages, load_both, write_influx
 from ocs_publisher import publish
 from procs import wait_for
 
@@ -30,14 +30,14 @@ def influxql_live_t0():
 @pytest.fixture(scope="session")
 def influxql_samples(influxdb, influxql_live_t0, tmp_path_factory):
     """The samples written: the g3 archive on disk and in InfluxDB, the live
-    feed's messages in InfluxDB; ``(archive directory, live messages)``."""
+    feeds' messages in InfluxDB; ``(archive directory, {topic: live messages})``."""
     data = tmp_path_factory.mktemp("influxql") / "archive"
     client = influxdb.client(DATABASE)
     client.drop_database(DATABASE)
     _, lines = load_both(str(data), client)
-    t, columns = live_samples(influxql_live_t0)
-    live = list(messages(LIVE, "temps", t, columns, chunk=20))
-    lines += write_influx(client, DATABASE, live)
+    live = live_messages(influxql_live_t0)
+    for batch in live.values():
+        lines += write_influx(client, DATABASE, batch)
     client.close()
     print(f"\n{lines} lines written to InfluxDB through ocs format_data")
     return data, live
@@ -75,19 +75,22 @@ def influxql_pair(influxdb, influxql_samples, influxql_index, influxql_live_t0, 
         stack.proc("hub", "sisock-hub").start()
         stack.proc("http", "sisock-http").start()
         stack.proc("g3-reader", "sisock-g3-reader-server", env={**influxql_index, "DATA_DIRECTORY": str(data)}).start()
-        stack.proc("feed", "sisock-data-feed-server", env={
-            "TARGET": LIVE_AGENT, "FEED": LIVE_FEED, "NAME": LIVE_AGENT, "DESCRIPTION": "live feed",
-            "BUFFER_TIME": "7200"}).start()
+        for agent in (LIVE_AGENT, TAGGED_AGENT):
+            stack.proc(f"feed-{agent}", "sisock-data-feed-server", env={
+                "TARGET": agent, "FEED": LIVE_FEED, "NAME": agent, "DESCRIPTION": f"{agent} live feed",
+                "BUFFER_TIME": "7200"}).start()
         with Client(stack.settings, timeout=30) as sisock:
-            wait_for(lambda: {"g3_reader", LIVE_AGENT} <= node_names(sisock), 60, "the g3-reader and the feed")
-            publish(sisock.link.reactor, stack.ocs_port, stack.settings.realm, LIVE, live)
-            n = sum(len(block["timestamps"]) for message, _ in live for block in message.values())
+            wait_for(lambda: {"g3_reader", LIVE_AGENT, TAGGED_AGENT} <= node_names(sisock), 60,
+                     "the g3-reader and the feeds")
+            for (topic, batch), agent in zip(live.items(), (LIVE_AGENT, TAGGED_AGENT), strict=True):
+                publish(sisock.link.reactor, stack.ocs_port, stack.settings.realm, topic, batch)
+                n = sum(len(block["timestamps"]) for message, _ in batch for block in message.values())
 
-            def all_live():
-                t0 = influxql_live_t0
-                return len(sisock.data(LIVE_AGENT, ["channel_00"], t0 - 1, t0 + 1000)["channel_00"].t) == n
+                def all_live(agent=agent, n=n):
+                    t0 = influxql_live_t0
+                    return len(sisock.data(agent, ["channel_00"], t0 - 1, t0 + 1000)["channel_00"].t) == n
 
-            wait_for(all_live, 30, "the data-feed server to hold every published sample")
+                wait_for(all_live, 30, f"{agent} to hold every published sample")
         wait_for(lambda: requests.get(stack.http + "/influxdb/ping", timeout=2).status_code == 204, 60,
                  "the bridge's /influxdb/ping")
         yield influxdb, stack.http + "/influxdb"
