@@ -21,7 +21,7 @@ BASE = [
 ]
 EXTRAS = {
     "router": ["crossbar>=23.1", "cryptography>=42"],
-    "http": ["flask>=3.0", "orjson>=3.9"],
+    "http": ["flask>=3.0", "orjson>=3.9", "lark>=1.1"],
     "g3": ["so3g>=0.1.15", "mysql-connector-python>=8.3", "sqlalchemy>=2.0", "tqdm>=4.60"],
     "sensors": ["psutil>=5.9"],
     "ocs": ["ocs>=0.11", "pyyaml>=6.0"],
@@ -54,7 +54,8 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-2-Clause",
     python_requires=">=3.11",
-    packages=["sisock", "sisock.g3", "sisock.demo", "sisock.components", "sisock.components.http", "sisock.servers"],
+    packages=["sisock", "sisock.g3", "sisock.demo", "sisock.components", "sisock.components.http",
+              "sisock.components.http.influxql", "sisock.servers"],
     package_dir={
         "sisock": "sisock",
         "sisock.components": "components",

@@ -115,6 +115,8 @@ class DataNodeServer(AuthenticatedSession):
                       (self.get_data, contract.get_data_procedure(self.name))]
         if type(self).get_data is DataNodeServer.get_data:  # a server answering in the reactor is asked plainly
             procedures.append((self.get_data_packed, contract.get_data_packed_procedure(self.name)))
+            if self._answers_aggregates():
+                procedures.append((self.get_aggregates, contract.get_aggregates_procedure(self.name)))
         for proc, procedure in procedures:
             if procedure in self._registered:
                 continue
@@ -185,6 +187,20 @@ class DataNodeServer(AuthenticatedSession):
         """:meth:`get_data` with numeric arrays as bytes (``contract.to_packed``)."""
         return threads.deferToThread(self.answer_get_data_packed, field, start, end, min_stride)
 
+    def get_aggregates(self, field, start, end, interval, offset=0.0):
+        """Statistics of each ``interval``-wide bucket of ``field``'s samples
+        in ``[start, end]`` (:func:`sisock.aggregate.bucket_stats`)."""
+        return threads.deferToThread(self.answer_get_aggregates, field, start, end, interval, offset)
+
+    def _answers_aggregates(self) -> bool:
+        """Whether ``get_aggregates`` is registered: the default answer needs
+        the blocking ``get_data`` and, to pair fields with timelines, the
+        blocking ``get_fields`` (or an answer of the server's own)."""
+        cls = type(self)
+        if cls._get_aggregates_blocking is not DataNodeServer._get_aggregates_blocking:
+            return True
+        return cls.get_fields is DataNodeServer.get_fields
+
     # -- the answers, without Twisted ------------------------------------------
 
     def answer_get_fields(self, start, end):
@@ -209,23 +225,58 @@ class DataNodeServer(AuthenticatedSession):
         """:meth:`answer_get_data` as ``get_data_packed`` sends it."""
         return contract.to_packed(self._answer_data(field, start, end, min_stride))
 
+    def answer_get_aggregates(self, field, start, end, interval, offset=0.0):
+        """The reply a ``get_aggregates`` call through the router gets,
+        computed in the calling thread without Twisted."""
+        from sisock import aggregate  # numpy, only for servers asked for statistics
+
+        aggregate.grid(interval, offset)  # a bad interval is refused before anything is read
+        fields = self._get_aggregates_blocking(contract.field_list(field), sisock_to_unix_time(start),
+                                               sisock_to_unix_time(end), float(interval), float(offset))
+        if fields is False:
+            return False
+        return self._bounded(aggregate.to_wire(fields), aggregate.reply_size, "get_aggregates",
+                             "ask with a wider interval or a shorter range")
+
+    def _get_aggregates_blocking(self, field, start, end, interval, offset):
+        """``{name: statistics}`` of the fields found, or False for too much.
+
+        The default is computed from the server's own raw ``get_data``
+        answer (no decimation), so it is exact for every server; one that
+        keeps statistics of its own overrides this."""
+        from sisock import aggregate
+
+        reply = self._blocking_data(field, start, end, None)
+        if not isinstance(reply, dict):
+            return False if reply is False else {}
+        timelines = reply.get("timeline") or {}
+        timeline_of = {}
+        if len(timelines) > 1:  # which field is on which timeline: get_fields says
+            _, listed = self._get_fields_blocking(start, end)
+            timeline_of = {name: tl for tl, info in listed.items() for name in info.get("field", ())}
+        series = {name: contract.field_series(reply, name, timeline_of.get(name)) for name in field}
+        found = {name: pair for name, pair in series.items() if pair is not None}
+        return aggregate.series_stats(found, start, end, interval, offset)
+
     def _answer_data(self, field, start, end, min_stride):
+        return self._bounded(self._blocking_data(contract.field_list(field), sisock_to_unix_time(start),
+                                                 sisock_to_unix_time(end), min_stride))
+
+    def _blocking_data(self, field, start, end, min_stride):
+        """The blocking ``get_data`` answer, under whichever name the server gives it."""
         blocking = self._get_data_blocking
         legacy = getattr(self, "get_data_blocking", None)
         if legacy is not None:
             blocking = legacy  # the name used by early versions of the API
-        reply = blocking(contract.field_list(field), sisock_to_unix_time(start), sisock_to_unix_time(end),
-                         min_stride)
-        return self._bounded(reply)
+        return blocking(field, start, end, min_stride)
 
-    def _bounded(self, reply):
+    def _bounded(self, reply, size_of=contract.reply_size, what="get_data",
+                 hint="ask with min_stride or set MAX_POINTS"):
         """False (the contract's "too much") for a reply the router would refuse."""
-        size = contract.reply_size(reply)
+        size = size_of(reply)
         if size > contract.MAX_REPLY_VALUES:
-            self.log.warn(
-                "refusing a get_data reply of {n} numbers (limit {m}): ask with min_stride or set MAX_POINTS",
-                n=size, m=contract.MAX_REPLY_VALUES,
-            )
+            self.log.warn("refusing a {w} reply of {n} numbers (limit {m}): {h}", w=what, n=size,
+                          m=contract.MAX_REPLY_VALUES, h=hint)
             return False
         return reply
 

@@ -53,6 +53,7 @@ _CONSUMER = uri("consumer.")
 _GET_FIELDS = ".get_fields"
 _GET_DATA = ".get_data"
 _GET_DATA_PACKED = ".get_data_packed"
+_GET_AGGREGATES = ".get_aggregates"
 
 
 def get_fields_procedure(node: str) -> str:
@@ -71,6 +72,17 @@ def get_data_packed_procedure(node: str) -> str:
     written before it, and those overriding ``get_data``) are asked with
     ``get_data``."""
     return f"{_CONSUMER}{node}{_GET_DATA_PACKED}"
+
+
+def get_aggregates_procedure(node: str) -> str:
+    """``get_aggregates(field, start, end, interval, offset=0.0)``: exact
+    statistics of each ``interval``-wide bucket of samples
+    (:mod:`sisock.aggregate`), so InfluxQL's ``mean``, ``max``, ``count``
+    and the like of ``GROUP BY time()`` buckets need no raw samples on the
+    wire. Registered, like ``get_data_packed``, by servers answering
+    through the blocking ``get_data`` path; consumers compute the same
+    statistics from raw ``get_data`` for nodes without it."""
+    return f"{_CONSUMER}{node}{_GET_AGGREGATES}"
 
 
 def node_of_get_data(procedure) -> str | None:
@@ -292,6 +304,29 @@ def series_reply(requested: Iterable[str], series: Mapping[str, tuple], wire: bo
             reply["data"][name] = values
             reply["timeline"][name] = {"t": t, "finalized_until": None}
     return to_wire(reply) if wire else reply
+
+
+def field_series(reply, field: str, timeline: str | None = None):
+    """``(t, values)`` of ``field`` in a ``get_data`` reply (lists, or
+    arrays from :func:`unpack`), or None when the reply holds none of it.
+
+    A reply does not say which timeline a field is on: ``timeline`` comes
+    from ``get_fields``, and may be left out when the reply holds only one.
+    A reply that cannot be read that way raises ValueError saying why.
+    """
+    values = unpack((reply.get("data") or {}).get(field))
+    timelines = reply.get("timeline") or {}
+    if values is None or len(values) == 0 or not timelines:
+        return None
+    if timeline not in timelines:
+        if len(timelines) != 1:
+            raise ValueError(f"no timeline known for field {field}")
+        timeline = next(iter(timelines))
+    t = unpack(timelines[timeline].get("t"))
+    t = [] if t is None else t
+    if len(t) != len(values):
+        raise ValueError(f"{field} has {len(values)} values but its timeline {len(t)} times")
+    return t, values
 
 
 class Timeline:

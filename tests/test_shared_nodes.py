@@ -123,7 +123,8 @@ def test_an_exclusive_server_registers_and_announces_as_servers_always_did():
     seen = joined(Plain(ComponentConfig("test_realm", {})))
     assert seen.registered == [(contract.get_fields_procedure("plain"), None),
                                (contract.get_data_procedure("plain"), None),
-                               (contract.get_data_packed_procedure("plain"), None)]
+                               (contract.get_data_packed_procedure("plain"), None),
+                               (contract.get_aggregates_procedure("plain"), None)]
     assert seen.calls == [(contract.DATA_NODE_ADD, ("plain", None, 42), {})]
 
 
@@ -134,11 +135,12 @@ def test_a_shared_server_registers_with_the_policy_and_says_so(policy):
     seen = joined(server)
     assert seen.registered == [(contract.get_fields_procedure("plain"), policy),
                                (contract.get_data_procedure("plain"), policy),
-                               (contract.get_data_packed_procedure("plain"), policy)]
+                               (contract.get_data_packed_procedure("plain"), policy),
+                               (contract.get_aggregates_procedure("plain"), policy)]
     assert seen.calls == [(contract.DATA_NODE_ADD, ("plain", None, 42), {contract.SHARED_KEYWORD: policy})]
 
 
-def test_a_server_answering_in_the_reactor_is_not_asked_packed():
+def test_a_server_answering_in_the_reactor_is_not_asked_packed_nor_for_aggregates():
     class Reactor(Plain):
         def get_data(self, field, start, end, min_stride=None):
             return {"data": {}, "timeline": {}}
@@ -146,6 +148,16 @@ def test_a_server_answering_in_the_reactor_is_not_asked_packed():
     seen = joined(Reactor(ComponentConfig("test_realm", {})))
     assert [uri for uri, _ in seen.registered] == [contract.get_fields_procedure("plain"),
                                                    contract.get_data_procedure("plain")]
+
+
+def test_a_server_listing_fields_in_the_reactor_is_not_asked_for_aggregates():
+    class Listing(Plain):
+        def get_fields(self, start, end):
+            return {}, {}
+
+    seen = joined(Listing(ComponentConfig("test_realm", {})))
+    assert contract.get_aggregates_procedure("plain") not in [uri for uri, _ in seen.registered]
+    assert contract.get_data_packed_procedure("plain") in [uri for uri, _ in seen.registered]
 
 
 def test_a_class_attribute_shares_servers_built_directly():

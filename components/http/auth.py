@@ -5,9 +5,14 @@ password, or an ``Authorization: Bearer`` header), so the bridge accepts
 whichever :class:`~sisock.config.HttpAuth` configures. When nothing is
 configured every request passes.
 
+InfluxDB clients (Grafana's InfluxDB datasource among them) may send the
+basic-auth user and password as the ``u`` and ``p`` URL parameters instead;
+the ``/influxdb`` routes take them so.
+
 What stays public: ``GET /`` (the health check Grafana's "Save & Test", the
 container probe and load balancers use, and the quicklook page a browser
-gets there) and the page's static files. Neither carries data. Everything
+gets there), the page's static files and ``/influxdb/ping`` (InfluxDB's own
+health check, open there too). None carries data. Everything
 else, including the quicklook page's own calls to ``/api/v1``, needs the
 credentials; with basic auth the browser asks for them once.
 
@@ -29,7 +34,10 @@ from sisock.config import HttpAuth
 
 REALM = "sisock"
 #: Endpoints (Flask endpoint names) open without credentials, by method.
-PUBLIC = {"ping": {"GET", "HEAD"}, "static": {"GET", "HEAD"}}
+PUBLIC = {"ping": {"GET", "HEAD"}, "static": {"GET", "HEAD"}, "influxdb.ping": {"GET", "HEAD"}}
+#: Endpoints taking InfluxDB's ``u``/``p`` query parameters as basic auth
+#: (Grafana's InfluxDB datasource sends its user and password that way).
+URL_CREDENTIALS = "influxdb."
 
 
 def _digest(value: bytes) -> bytes:
@@ -99,6 +107,15 @@ class Authenticator:
             return bool(sep) and user_ok and password_ok
         return False
 
+    def accepts_parameters(self, args) -> bool:
+        """InfluxDB's ``u`` and ``p`` parameters, checked as basic auth is."""
+        user, password = args.get("u"), args.get("p")
+        if self._user is None or not user or not password:
+            return False
+        user_ok = _matches(user.encode("utf-8"), self._user)
+        password_ok = _matches(password.encode("utf-8"), self._password)
+        return user_ok and password_ok
+
     def refusal(self, message: str) -> Response:
         response = Response(b'{"message": "%s"}' % message.encode("ascii"), status=401,
                             mimetype="application/json")
@@ -113,7 +130,10 @@ class Authenticator:
         header = request.headers.get("Authorization")
         if self.accepts(header):
             return None
-        if header:
+        by_url = (request.endpoint or "").startswith(URL_CREDENTIALS) and "u" in request.args
+        if by_url and self.accepts_parameters(request.args):
+            return None
+        if header or by_url:
             return self.refusal("authentication failed: wrong credentials")
         return self.refusal("authentication required: send the bridge's credentials "
                             "(basic auth or a bearer token)")

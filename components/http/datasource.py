@@ -21,12 +21,14 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, task, threads
 from werkzeug.exceptions import BadGateway
 
-from sisock import contract
+from sisock import aggregate, contract
 from sisock.cache import Coalescer
+from sisock.contract import valid_node_name
+from sisock.downsample import sorted_unique
 from sisock.link import CallTimeout, NotConnected
 
 from . import series
-from .request import SEPARATOR, AnswerTooLarge, Query, check_allowance
+from .request import SEPARATOR, AnswerTooLarge, BadRequest, Query, Target, check_allowance
 
 ALL_TIME = (1, 0)  # get_fields(1, 0): from the epoch until now
 #: Field lists also change without a hub event (an archive server indexes new
@@ -75,6 +77,9 @@ class DataSource:
         #: servers answering in the reactor): asked with ``get_data``. A
         #: node announcing itself again is tried once more.
         self._plain: set[str] = set()
+        #: Nodes that do not register ``get_aggregates``: their statistics
+        #: are computed here from raw samples. Cleared as ``_plain`` is.
+        self._no_aggregates: set[str] = set()
         link.on_join(self._on_join)
         self._refresher = task.LoopingCall(self._refresh_all)
         self._refresher.clock = link.reactor
@@ -118,6 +123,7 @@ class DataSource:
             return
         with self._lock:
             self._plain.discard(name)
+            self._no_aggregates.discard(name)
         try:
             field, _timeline = yield self.link.call_in_reactor(
                 contract.get_fields_procedure(name), *ALL_TIME, timeout=self.call_timeout
@@ -213,19 +219,28 @@ class DataSource:
                 by_node[target.node].append(target.field)
         nodes = list(by_node)
         self._learn(by_node)
-        try:
-            results = self._get_data(nodes, by_node, q)
-        except NotConnected as exc:
-            raise Unavailable(str(exc)) from None
+        results = self._get_data(nodes, by_node, q.start, q.end, q.min_stride)
+        self._judge(results, "lower maxDataPoints or ask for fewer targets")
+        raw = [(t, *self._samples(t, results.get(t.node))) for t in q.targets]
+        if limit is not None:  # judged before anything is copied: each target holds at most max_points
+            check_allowance([(t, times[:q.max_points]) for t, times, _ in raw], limit)
+        stride = q.min_stride
+        return [(t, *series.reduce(times, values, q.max_points, stride)) for t, times, values in raw]
+
+    def _judge(self, results: dict, hint: str) -> None:
+        """Raise what the replies of the nodes asked say, if the answer
+        cannot be given: the router gone (Unavailable), a node refusing to
+        send that much (AnswerTooLarge, with ``hint`` on what to lower), or
+        every node that should have answered failed (NodeFailed, or their
+        CallTimeout). A node that is not there is not a failure."""
+        if any(isinstance(result, NotConnected) for result in results.values()):
+            raise Unavailable(str(next(r for r in results.values() if isinstance(r, NotConnected))))
         failures = {}
         for node, result in results.items():
-            if isinstance(result, NotConnected):
-                raise Unavailable(str(result))
             if result is False:  # the contract's "more than I will ship in one reply"
-                raise AnswerTooLarge(f"data node {node} refused to send that much in one reply; "
-                                     "lower maxDataPoints or ask for fewer targets")
+                raise AnswerTooLarge(f"data node {node} refused to send that much in one reply; {hint}")
             if isinstance(result, Exception) and not _missing(result):
-                log.warn("get_data on {n} failed: {e}", n=node, e=_reason(result))
+                log.warn("a call to {n} failed: {e}", n=node, e=_reason(result))
                 failures[node] = result
         answered = [node for node, result in results.items() if not isinstance(result, Exception)]
         if failures and not answered:
@@ -234,13 +249,16 @@ class DataSource:
             if all(isinstance(exc, CallTimeout) for exc in failures.values()):
                 raise next(iter(failures.values()))
             raise NodeFailed(failures)
-        raw = [(t, *self._samples(t, results.get(t.node))) for t in q.targets]
-        if limit is not None:  # judged before anything is copied: each target holds at most max_points
-            check_allowance([(t, times[:q.max_points]) for t, times, _ in raw], limit)
-        stride = q.min_stride
-        return [(t, *series.reduce(times, values, q.max_points, stride)) for t, times, values in raw]
 
-    def _get_data(self, nodes, by_node, q: Query) -> dict:
+    def _gather(self, calls: dict) -> dict:
+        """``{node: reply or exception}`` of ``{node: (procedure, args, kwargs)}``, asked at once."""
+        try:
+            replies = self.link.gather(list(calls.values()), timeout=self.call_timeout)
+        except NotConnected as exc:
+            raise Unavailable(str(exc)) from None
+        return dict(zip(calls, replies, strict=True))
+
+    def _get_data(self, nodes, by_node, start: float, end: float, min_stride: float | None) -> dict:
         """Every node's reply (or exception), asked at once: packed where
         the node registers it, else (and on a node found not to) plainly."""
         with self._lock:
@@ -248,9 +266,8 @@ class DataSource:
 
         def ask(names, packed):
             procedure = contract.get_data_packed_procedure if packed else contract.get_data_procedure
-            calls = [(procedure(node), (by_node[node], q.start, q.end), {"min_stride": q.min_stride})
-                     for node in names]
-            return dict(zip(names, self.link.gather(calls, timeout=self.call_timeout), strict=True))
+            return self._gather({node: (procedure(node), (by_node[node], start, end), {"min_stride": min_stride})
+                                 for node in names})
 
         results = ask([n for n in nodes if n not in plain], packed=True)
         again = [node for node, result in results.items() if _missing(result)]
@@ -259,6 +276,70 @@ class DataSource:
                 self._plain.update(again)
         results.update(ask([n for n in nodes if n in plain] + again, packed=False))
         return results
+
+    # -- InfluxQL's statistics and raw samples --------------------------------------
+
+    def aggregates(self, node: str, fields, start: float, end: float, interval: float,
+                   offset: float = 0.0) -> dict[str, dict[str, np.ndarray]]:
+        """Statistics of each ``interval``-wide bucket of each field's
+        samples in ``[start, end]``, as :func:`sisock.aggregate.bucket_stats`
+        gives them; fields without a sample there (or unknown) are absent.
+
+        Asked of the node's ``get_aggregates``; a node without it (servers
+        answering in the reactor, nodes older than it) sends its raw
+        samples, and the bridge computes the same statistics from them."""
+        try:
+            aggregate.grid(interval, offset)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        fields = contract.field_list(fields)
+        self.require_link()
+        if not fields or not valid_node_name(node):
+            return {}
+        self._learn({node: fields})  # before asking: a refresh forgets what the node lacks
+        with self._lock:
+            asked = node not in self._no_aggregates
+        if asked:
+            procedure = contract.get_aggregates_procedure(node)
+            result = self._gather({node: (procedure, (fields, start, end, interval, offset), {})})
+            if not _missing(result[node]):
+                self._judge(result, "use a wider interval or a shorter range")
+                try:
+                    return aggregate.from_wire(result[node], set(fields))
+                except ValueError as exc:
+                    log.warn("{n}: unreadable get_aggregates reply: {e}", n=node, e=exc)
+                    raise NodeFailed({node: exc}) from None
+            with self._lock:
+                self._no_aggregates.add(node)
+        return aggregate.series_stats(self.raw(node, fields, start, end), start, end, interval, offset)
+
+    def raw(self, node: str, fields, start: float, end: float,
+            limit: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every sample ``(t, values)`` of each field with ``start <= t <=
+        end``, in time order, undecimated (as far as the node allows: one
+        configured with ``MAX_POINTS`` caps what it sends); fields without
+        a sample there are absent. More than ``limit`` samples in all is
+        refused (AnswerTooLarge), as is more than the node sends in one reply."""
+        fields = contract.field_list(fields)
+        self.require_link()
+        if not fields or not valid_node_name(node):
+            return {}
+        by_node = {node: fields}
+        self._learn(by_node)
+        results = self._get_data([node], by_node, start, end, None)
+        self._judge(results, "shorten the range or ask for fewer fields")
+        out = {}
+        for name in fields:
+            target = Target(name, node, name, None, "timeserie")
+            t, values = self._samples(target, results[node])
+            t = np.asarray(t, dtype=np.float64)
+            inside = (t >= start) & (t <= end)
+            if inside.any():
+                values = aggregate.as_values(values)
+                out[name] = sorted_unique(t[inside], values[inside])
+        if limit is not None:
+            check_allowance([(name, t) for name, (t, _) in out.items()], limit)
+        return out
 
     def _learn(self, by_node):
         """Fetch the field lists of nodes the cache does not know, or that
@@ -294,21 +375,5 @@ class DataSource:
             return empty
 
     def _series_of(self, target, reply):
-        empty = (np.zeros(0), np.zeros(0))
-        values = contract.unpack((reply.get("data") or {}).get(target.field))
-        timelines = reply.get("timeline") or {}
-        if values is None or len(values) == 0 or not timelines:
-            return empty
-        name = self._timeline_of(target.node, target.field)
-        if name not in timelines:
-            if len(timelines) != 1:
-                log.warn("{n}: no timeline known for field {f}", n=target.node, f=target.field)
-                return empty
-            name = next(iter(timelines))
-        t = contract.unpack(timelines[name].get("t"))
-        t = [] if t is None else t
-        if len(t) != len(values):
-            log.warn("{n}: {f} has {a} values but its timeline {b} times", n=target.node,
-                     f=target.field, a=len(values), b=len(t))
-            return empty
-        return t, values
+        found = contract.field_series(reply, target.field, self._timeline_of(target.node, target.field))
+        return (np.zeros(0), np.zeros(0)) if found is None else found

@@ -1,4 +1,4 @@
-"""The bridge's Flask application: SimpleJson, JSON-datasource and REST routes.
+"""The bridge's Flask application: SimpleJson, JSON-datasource, REST and InfluxDB routes.
 
 Handlers only translate between HTTP and :class:`DataSource`; every failure
 becomes a status code with a one-line JSON ``message`` (which Grafana shows
@@ -20,6 +20,7 @@ from sisock.link import CallTimeout
 from . import auth, series
 from .api import NotFound, create_api
 from .datasource import Unavailable
+from .influxql.blueprint import create_influxdb
 from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, parse_query, search_text
 
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -66,6 +67,7 @@ def create_app(datasource, max_body: int = DEFAULT_MAX_BODY, http_auth: HttpAuth
     app.config["MAX_CONTENT_LENGTH"] = max_body
     auth.install(app, http_auth)
     app.register_blueprint(create_api(datasource, _json, max_answer_points))
+    app.register_blueprint(create_influxdb(datasource, max_answer_points))
 
     @app.route("/", methods=["GET", "POST"])
     def ping():

@@ -1,0 +1,104 @@
+"""Running parsed statements: each one's result or one-line error.
+
+As in InfluxDB, statements run in order and a failed one stops the query:
+the rest are answered ``not executed``. Every failure a client or a data
+node can cause becomes the statement's ``error``, never an HTTP error.
+"""
+
+from __future__ import annotations
+
+import time
+
+import txaio
+from werkzeug.exceptions import HTTPException
+
+from sisock.link import CallTimeout
+
+from . import select, show
+from . import statements as st
+from .catalog import DATABASE, RETENTION_POLICY, Catalog
+from .conditions import QueryError
+
+log = txaio.make_logger()
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+def _check_database(name: str | None):
+    if not name:
+        raise QueryError("database name required")
+    if name != DATABASE:
+        raise QueryError(f"database not found: {name}")
+
+
+def _check_sources(stmt, db: str | None, rp: str | None):
+    for source in stmt.sources:
+        _check_database(source.database or db)
+        policy = source.retention or rp
+        if policy and policy != RETENTION_POLICY:
+            raise QueryError(f"retention policy not found: {policy}")
+
+
+def _series(stmt, ctx: select.Context, db: str | None, rp: str | None) -> list[dict]:
+    catalog = ctx.catalog
+    if isinstance(stmt, st.ShowDatabases):
+        return show.show_databases()
+    if isinstance(stmt, st.ShowRetentionPolicies):
+        _check_database(stmt.database or db)
+        return show.show_retention_policies()
+    if isinstance(stmt, st.Select):
+        _check_sources(stmt, db, rp)
+        return select.run(stmt, ctx)
+    _check_database(stmt.database or db)
+    if getattr(stmt, "sources", ()):
+        _check_sources(stmt, stmt.database or db, rp)
+    if isinstance(stmt, st.ShowMeasurements):
+        return show.show_measurements(stmt, catalog)
+    if isinstance(stmt, st.ShowFieldKeys):
+        return show.show_field_keys(stmt, catalog)
+    if isinstance(stmt, st.ShowTagKeys):
+        return show.show_tag_keys(stmt, catalog)
+    if isinstance(stmt, st.ShowTagValues):
+        return show.show_tag_values(stmt, catalog)
+    raise QueryError("statement not supported")
+
+
+def execute(statements: list, datasource, db: str | None, rp: str | None, max_points: int,
+            now_ns: int | None = None) -> list[dict]:
+    """``results`` of InfluxDB's answer, times as integer nanoseconds."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    ctx = None
+    results = []
+    failed = False
+    for i, stmt in enumerate(statements):
+        if failed:
+            results.append({"statement_id": i, "error": "not executed"})
+            continue
+        try:
+            if ctx is None:
+                ctx = select.Context(datasource, Catalog.of(datasource), now_ns, max_points)
+            series = _series(stmt, ctx, db, rp)
+        except (QueryError, ValueError, CallTimeout) as exc:
+            results.append({"statement_id": i, "error": _one_line(exc)})
+            failed = True
+            continue
+        except HTTPException as exc:  # a data node failed (502), or refused to send that much
+            results.append({"statement_id": i, "error": _one_line(exc.description or exc)})
+            failed = True
+            continue
+        except RuntimeError as exc:  # the router is unreachable
+            results.append({"statement_id": i, "error": _one_line(f"router unavailable: {exc}")})
+            failed = True
+            continue
+        except Exception:  # noqa: BLE001 - a bug must not become a 500 for Grafana
+            log.failure("unexpected error running an InfluxQL statement")
+            results.append({"statement_id": i, "error": "internal error; see the bridge's log"})
+            failed = True
+            continue
+        result = {"statement_id": i}
+        if series:
+            result["series"] = series
+        results.append(result)
+    return results

@@ -1,0 +1,157 @@
+"""InfluxQL's aggregate and selector functions over per-bucket statistics.
+
+Statistics are the dicts :func:`sisock.aggregate.bucket_stats` and the
+``aggregates`` DataSource method give, here with every time in integer
+nanoseconds. Several series feeding one output series (no ``GROUP BY`` on
+the tag telling them apart) are combined bucket by bucket with InfluxDB's
+own tie rules: ``first`` the earliest point (the larger value on a tie),
+``last`` the latest (the larger value on a tie), ``min``/``max`` the
+extreme with the earliest time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sisock.aggregate import to_ns
+from sisock.downsample import group_starts
+
+#: Functions answered from the statistics.
+FROM_STATS = ("mean", "max", "min", "first", "last", "count", "sum")
+#: Functions needing every sample.
+FROM_SAMPLES = ("median",)
+SUPPORTED = FROM_STATS + FROM_SAMPLES
+#: Functions whose result is a sample: its own time without GROUP BY time.
+SELECTORS = ("max", "min", "first", "last")
+#: Functions that work on strings.
+FOR_STRINGS = ("first", "last", "count")
+#: InfluxQL functions this server does not compute (a clear refusal, not "undefined").
+KNOWN = ("mode", "spread", "stddev", "percentile", "distinct", "integral", "top", "bottom", "sample",
+         "derivative", "non_negative_derivative", "difference", "non_negative_difference",
+         "moving_average", "cumulative_sum", "elapsed", "holt_winters", "holt_winters_with_fit")
+_TIMES = ("t_first", "t_last", "t_min", "t_max")
+
+
+def in_ns(stats: dict) -> dict:
+    """A DataSource answer with its float-second sample times as ns."""
+    out = dict(stats)
+    for key in _TIMES:
+        if key in out:
+            out[key] = to_ns(out[key])
+    out["bucket"] = np.asarray(out["bucket"], dtype=np.int64)
+    return out
+
+
+def _pick(buckets, primary, secondary, starts_of) -> np.ndarray:
+    order = np.lexsort((secondary, primary, buckets))
+    return order[starts_of(buckets[order])]
+
+
+def combine(parts: list[dict]) -> dict:
+    """One statistics dict from several series' (ns times)."""
+    parts = [p for p in parts if len(p["bucket"])]
+    if not parts:
+        return {}
+    if len(parts) == 1:
+        return parts[0]
+    keys = [k for k in parts[0] if all(k in p for p in parts)]
+    cat = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}
+    buckets = cat["bucket"]
+    order = np.argsort(buckets, kind="stable")
+    starts = group_starts(buckets[order])
+    out = {"bucket": buckets[order][starts]}
+    out["n"] = np.add.reduceat(cat["n"][order], starts)
+    if "sum" in cat:
+        out["sum"] = np.add.reduceat(np.asarray(cat["sum"], dtype=np.float64)[order], starts)
+
+    def first_index(b):
+        return group_starts(b)
+
+    numeric = cat["first"].dtype.kind in "fiub"
+
+    def by_value(values, negate):
+        if not numeric:
+            return np.zeros(len(values))
+        v = np.asarray(values, dtype=np.float64)
+        return -v if negate else v
+
+    rules = {  # stat: (primary key, secondary key), smallest first
+        "first": (cat["t_first"], by_value(cat["first"], True)),
+        "last": (-cat["t_last"], by_value(cat["last"], True)),
+    }
+    if "min" in cat:
+        rules["min"] = (by_value(cat["min"], False), cat["t_min"])
+        rules["max"] = (by_value(cat["max"], True), cat["t_max"])
+    for name, (primary, secondary) in rules.items():
+        index = _pick(buckets, primary, secondary, first_index)
+        out[name] = cat[name][index]
+        out[f"t_{name}"] = cat[f"t_{name}"][index]
+    return out
+
+
+def evaluate(name: str, stats: dict) -> tuple[np.ndarray, list, np.ndarray]:
+    """``(bucket starts, values, sample times)`` of ``name`` per non-empty
+    bucket; sample times are the selected points' (selectors) or the
+    bucket starts."""
+    if not stats or not len(stats["bucket"]):
+        return np.zeros(0, np.int64), [], np.zeros(0, np.int64)
+    buckets = stats["bucket"]
+    if name == "count":
+        return buckets, stats["n"].tolist(), buckets
+    if name == "sum":
+        return buckets, stats["sum"].tolist(), buckets
+    if name == "mean":
+        return buckets, (stats["sum"] / stats["n"]).tolist(), buckets
+    if name in SELECTORS:
+        return buckets, list(_plain(stats[name])), stats[f"t_{name}"]
+    raise KeyError(name)
+
+
+def _plain(values):
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        return array.astype(np.float64).tolist()
+    return [v if v is None else str(v) for v in array.tolist()]
+
+
+def median(t_ns: np.ndarray, values: np.ndarray, interval_ns: int | None, offset_ns: int,
+           start_ns: int) -> tuple[np.ndarray, list]:
+    """Median per bucket of raw samples (ns times, ascending), the mean of
+    the middle two for an even count, as InfluxDB computes it."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = ~np.isnan(values)
+    t_ns, values = t_ns[keep], values[keep]
+    if not len(t_ns):
+        return np.zeros(0, np.int64), []
+    if interval_ns is None:
+        buckets = np.full(len(t_ns), start_ns, dtype=np.int64)
+    else:
+        buckets = (t_ns - offset_ns) // interval_ns * interval_ns + offset_ns
+    starts = group_starts(buckets)
+    ends = np.append(starts[1:], len(buckets))
+    out = [float(np.median(values[a:b])) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return buckets[starts], out
+
+
+def buckets_of(t_ns: np.ndarray, interval_ns: int, offset_ns: int) -> np.ndarray:
+    """The start of the bucket each time falls in (floor, as InfluxDB's
+    windows, negative times included)."""
+    return (t_ns - offset_ns) // interval_ns * interval_ns + offset_ns
+
+
+def stats_of_samples(t_ns: np.ndarray, values: np.ndarray, interval_ns: int, offset_ns: int) -> dict:
+    """The statistics of ascending samples, on integer nanoseconds."""
+    keys = buckets_of(np.asarray(t_ns, dtype=np.int64), interval_ns, offset_ns)
+    starts = group_starts(keys)
+    ends = np.append(starts[1:], len(keys)) - 1
+    out = {"bucket": keys[starts], "n": (ends - starts + 1).astype(np.int64),
+           "t_first": t_ns[starts], "first": values[starts], "t_last": t_ns[ends], "last": values[ends]}
+    if values.dtype.kind in "fiub":
+        v = values.astype(np.float64)
+        out["sum"] = np.add.reduceat(v, starts) if len(v) else np.zeros(0)
+        lo = np.lexsort((v, keys))
+        hi = np.lexsort((-v, keys))
+        first_of = group_starts(keys[lo])
+        out["min"], out["t_min"] = v[lo][first_of], t_ns[lo][first_of]
+        out["max"], out["t_max"] = v[hi][first_of], t_ns[hi][first_of]
+    return out

@@ -1,0 +1,465 @@
+"""SELECT: InfluxDB 1.x's answer computed from the data nodes.
+
+The statement's sources name measurements; its condition gives a time
+range and a tag filter choosing series; ``GROUP BY`` tags gather series
+into output series, and ``GROUP BY time()`` cuts buckets aligned to the
+epoch (plus the offset), each labelled with its start. Aggregates come from
+per-bucket statistics (``DataSource.aggregates``), ``median`` and raw
+selects from samples (``DataSource.raw``). Times stay integer nanoseconds
+until the answer is written.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import conditions, functions
+from . import statements as st
+from .catalog import Catalog
+from .conditions import QueryError
+from .fetch import Reader
+
+
+@dataclass
+class Context:
+    datasource: object
+    catalog: Catalog
+    now_ns: int
+    #: most values (rows times columns) one statement may answer
+    max_points: int
+
+
+@dataclass(frozen=True)
+class Group:
+    measurement: str
+    #: the GROUP BY tags and their values (sorted pairs)
+    tags: tuple
+    #: ``[(series tags, [columns])]``
+    series: tuple
+
+
+# -- fields ---------------------------------------------------------------------
+
+def _calls(expr, out: list):
+    if isinstance(expr, st.Call):
+        if expr not in out:
+            out.append(expr)
+    elif isinstance(expr, st.Binary):
+        _calls(expr.lhs, out)
+        _calls(expr.rhs, out)
+    return out
+
+
+def _refs(expr, out: list):
+    """Bare variable references (outside calls)."""
+    if isinstance(expr, st.VarRef):
+        out.append(expr.name)
+    elif isinstance(expr, st.Binary):
+        _refs(expr.lhs, out)
+        _refs(expr.rhs, out)
+    return out
+
+
+def _field_name(expr) -> str:
+    if isinstance(expr, st.Call):
+        return expr.name
+    if isinstance(expr, st.VarRef):
+        return expr.name
+    if isinstance(expr, st.Binary):
+        names = []
+        _binary_names(expr, names)
+        return "_".join(names)
+    return ""
+
+
+def _binary_names(expr, names):
+    if isinstance(expr, st.Call):
+        names.append(expr.name)
+    elif isinstance(expr, st.VarRef):
+        names.append(expr.name)
+    elif isinstance(expr, st.Binary):
+        _binary_names(expr.lhs, names)
+        _binary_names(expr.rhs, names)
+
+
+def column_names(fields) -> list[str]:
+    """InfluxDB's column names: aliases first, then generated names made
+    unique with ``_1``, ``_2``, ..."""
+    names = [f.alias or "" for f in fields]
+    seen: dict[str, int] = {f.alias: 1 for f in fields if f.alias}
+    for i, f in enumerate(fields):
+        if names[i]:
+            continue
+        name = _field_name(f.expr)
+        count = seen.get(name)
+        if count is not None:
+            while True:
+                resolved = f"{name}_{count}"
+                if resolved not in seen:
+                    seen[name] = count + 1
+                    name = resolved
+                    break
+                count += 1
+        seen[name] = seen.get(name, 0) + 1
+        names[i] = name
+    return ["time", *names]
+
+
+def expand(fields, measurements, catalog: Catalog, dimensions: set[str]) -> list[st.SelectField]:
+    """Wildcards and regexes replaced by the fields (and, outside calls,
+    tags) they stand for, sorted by name, as InfluxDB rewrites them."""
+    field_keys: dict[str, str] = {}
+    tag_keys: set[str] = set()
+    for m in measurements:
+        for key, kind in catalog.field_keys(m).items():
+            field_keys.setdefault(key, kind)
+        tag_keys.update(catalog.tag_keys(m))
+    tag_keys -= dimensions
+    out = []
+    for f in fields:
+        expr = f.expr
+        if isinstance(expr, (st.Wildcard, st.RegexRef)):
+            names = sorted(set(field_keys) | tag_keys)
+            if isinstance(expr, st.RegexRef):
+                names = [n for n in names if expr.pattern.search(n)]
+            out.extend(st.SelectField(st.VarRef(n)) for n in names)
+        elif isinstance(expr, st.Call) and len(expr.args) == 1 and isinstance(expr.args[0], (st.Wildcard, st.RegexRef)):
+            arg = expr.args[0]
+            keys = [k for k in sorted(field_keys) if isinstance(arg, st.Wildcard) or arg.pattern.search(k)]
+            if expr.name not in functions.FOR_STRINGS:
+                keys = [k for k in keys if field_keys[k] != "string"]
+            for key in keys:
+                out.append(st.SelectField(st.Call(expr.name, (st.VarRef(key),)), f.alias and f"{f.alias}_{key}"
+                                          or f"{expr.name}_{key}"))
+        else:
+            out.append(f)
+    return out
+
+
+def _check_call(call: st.Call):
+    if call.name not in functions.SUPPORTED:
+        if call.name in functions.KNOWN:
+            raise QueryError(f"{call.name}() is not supported by this server; "
+                             f"use one of {', '.join(functions.SUPPORTED)}")
+        raise QueryError(f"undefined function {call.name}()")
+    if len(call.args) != 1:
+        raise QueryError(f"invalid number of arguments for {call.name}, expected 1, got {len(call.args)}")
+    if not isinstance(call.args[0], st.VarRef):
+        raise QueryError(f"expected field argument in {call.name}()")
+
+
+# -- sources and groups ------------------------------------------------------------
+
+def measurements_of(sources, catalog: Catalog) -> list[str]:
+    known = catalog.measurements()
+    out = []
+    for source in sources:
+        out.extend(m for m in known if source.matches(m) and m not in out)
+    return sorted(out)
+
+
+def groups_of(stmt: st.Select, measurements, tag_cond, catalog: Catalog) -> list[Group]:
+    out = []
+    for m in measurements:
+        fields = set(catalog.field_keys(m))
+        bad = (conditions.keys_in(tag_cond) & fields) - {"time"}
+        if bad:
+            raise QueryError(f"conditions on field values ({', '.join(sorted(bad))}) are not supported; "
+                             "filter on tags and time")
+        tag_keys = catalog.tag_keys(m)
+        if stmt.all_tags:
+            dims = list(tag_keys)
+        else:
+            dims = list(dict.fromkeys(stmt.group_tags))
+            dims += [k for k in tag_keys if any(r.search(k) for r in stmt.group_tag_regexes) and k not in dims]
+        dims = sorted(dims)
+        grouped: dict[tuple, list] = {}
+        for tags, columns in catalog.series_of(m).items():
+            tag_map = dict(tags)
+            if not conditions.matches(tag_cond, tag_map):
+                continue
+            key = tuple((d, tag_map.get(d, "")) for d in dims)
+            grouped.setdefault(key, []).append((tags, columns))
+        for key in sorted(grouped):
+            out.append(Group(m, key, tuple(grouped[key])))
+    return out
+
+
+# -- values ----------------------------------------------------------------------
+
+def _arith(op: str, a, b):
+    if a is None or b is None or isinstance(a, str) or isinstance(b, str):
+        return None
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        return a / b if b != 0 else 0.0
+    if op == "%":
+        return math.fmod(a, b) if b != 0 else 0.0
+    raise QueryError(f"invalid operator {op} in a field expression")
+
+
+def _value(expr, known: dict):
+    if isinstance(expr, st.Literal):
+        return expr.value
+    if isinstance(expr, st.Call):
+        return known.get(expr)
+    if isinstance(expr, st.VarRef):
+        return known.get(expr.name)
+    if isinstance(expr, st.Binary):
+        return _arith(expr.op, _value(expr.lhs, known), _value(expr.rhs, known))
+    if isinstance(expr, st.Duration):
+        return expr.ns
+    raise QueryError("unsupported field expression")
+
+
+def _window(t: int, interval: int, offset: int) -> int:
+    return (t - offset) // interval * interval + offset
+
+
+def _fill(kind: st.Fill, call: st.Call, times: list[int], have: dict[int, object]) -> list:
+    """One call's values at ``times`` (full bucket range), filled."""
+    fill = kind
+    if fill.kind == "null" and call.name == "count":
+        fill = st.Fill("number", 0)
+    out = []
+    if fill.kind == "linear":
+        known = [(i, have[t]) for i, t in enumerate(times) if t in have]
+        values = [have.get(t) for t in times]
+        for (i0, v0), (i1, v1) in zip(known, known[1:], strict=False):
+            for i in range(i0 + 1, i1):
+                values[i] = v0 + (v1 - v0) * (i - i0) / (i1 - i0)
+        return values
+    previous = None
+    for t in times:
+        if t in have:
+            previous = have[t]
+            out.append(previous)
+        elif fill.kind == "number":
+            out.append(fill.value)
+        elif fill.kind == "previous":
+            out.append(previous)
+        else:
+            out.append(None)
+    return out
+
+
+class SelectRun:
+    """One SELECT over one catalog."""
+
+    def __init__(self, stmt: st.Select, ctx: Context):
+        self.stmt = stmt
+        self.ctx = ctx
+
+    def run(self) -> list[dict]:
+        stmt, ctx = self.stmt, self.ctx
+        measurements = measurements_of(stmt.sources, ctx.catalog)
+        lo, hi, tag_cond = conditions.split(stmt.condition, ctx.now_ns)
+        dims = set(stmt.group_tags)
+        fields = expand(stmt.fields, measurements, ctx.catalog, dims)
+        calls: list[st.Call] = []
+        for f in fields:
+            _calls(f.expr, calls)
+        for call in calls:
+            _check_call(call)
+        bare = [n for f in fields for n in _refs(f.expr, [])]
+        if calls and bare:
+            raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+        if not calls and stmt.interval:
+            raise QueryError("GROUP BY requires at least one aggregate function")
+        if not fields:
+            return []
+        if not calls and not any(isinstance(f.expr, (st.VarRef, st.Binary)) for f in fields):
+            raise QueryError("at least 1 non-time field must be queried")
+        self.columns = column_names(fields)
+        self.fields = fields
+        self.calls = calls
+        if stmt.interval and hi == st.MAX_TIME:
+            hi = ctx.now_ns
+        if lo > hi or not measurements:
+            return []
+        self.lo, self.hi = lo, hi
+        groups = groups_of(stmt, measurements, tag_cond, ctx.catalog)
+        if stmt.soffset:
+            groups = groups[stmt.soffset:]
+        if stmt.slimit:
+            groups = groups[:stmt.slimit]
+        self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns)
+        series = self._aggregate(groups) if calls else self._raw(groups)
+        total = sum(len(s["values"]) * (len(s["columns"])) for s in series)
+        if total > ctx.max_points:
+            raise QueryError(f"the answer holds {total} values, more than the {ctx.max_points} one answer may "
+                             "hold (MAX_ANSWER_POINTS); shorten the range or widen GROUP BY time()")
+        return series
+
+    # -- output ---------------------------------------------------------------
+    def _series(self, group: Group, rows: list) -> dict | None:
+        stmt = self.stmt
+        if stmt.descending:
+            rows = rows[::-1]
+        if stmt.offset:
+            rows = rows[stmt.offset:]
+        if stmt.limit:
+            rows = rows[:stmt.limit]
+        if not rows:
+            return None
+        out = {"name": group.measurement}
+        if group.tags or stmt.group_tags or stmt.all_tags or stmt.group_tag_regexes:
+            out["tags"] = dict(group.tags)
+        out["columns"] = self.columns
+        out["values"] = rows
+        return out
+
+    # -- aggregates -------------------------------------------------------------
+    def _grid(self) -> tuple[int, int]:
+        if self.stmt.interval:
+            return self.stmt.interval, self.stmt.interval_offset % self.stmt.interval
+        # One bucket holding the whole range (what a data node is asked for).
+        start, end = self.reader.start, self.reader.end
+        interval = int((end - start) * 1e9) + 4_000_000_000
+        return interval, int(start * 1e9) - 2_000_000_000
+
+    def _check_buckets(self, groups):
+        if not self.stmt.interval or self.stmt.fill.kind == "none":
+            return
+        interval, offset = self._grid()
+        lo = self.lo if self.lo != st.MIN_TIME else 0
+        buckets = (_window(self.hi, interval, offset) - _window(lo, interval, offset)) // interval + 1
+        total = buckets * len(self.columns) * max(len(groups), 1)
+        if total > self.ctx.max_points:
+            raise QueryError(f"the answer would hold {total} values ({buckets} buckets), more than the "
+                             f"{self.ctx.max_points} one answer may hold (MAX_ANSWER_POINTS); "
+                             "shorten the range or widen GROUP BY time()")
+
+    def _aggregate(self, groups: list[Group]) -> list[dict]:
+        self._check_buckets(groups)
+        interval, offset = self._grid()
+        keys = {call.args[0].name for call in self.calls}
+        stat_keys = {c.args[0].name for c in self.calls if c.name in functions.FROM_STATS}
+        for group in groups:
+            for _tags, columns in group.series:
+                for column in columns:
+                    if column.key in keys and column.type == "string":
+                        for call in self.calls:
+                            if call.args[0].name == column.key and call.name not in functions.FOR_STRINGS:
+                                raise QueryError(f"unsupported {call.name} iterator type: "
+                                                 f"{call.args[0].name} is a string field")
+        # Statistics: one request per node for series held by one node;
+        # series held by several are merged from their samples.
+        single, shared = [], []
+        for group in groups:
+            for _tags, columns in group.series:
+                by_key: dict[str, list] = {}
+                for column in columns:
+                    if column.key in stat_keys:
+                        by_key.setdefault(column.key, []).append(column)
+                for cols in by_key.values():
+                    (single if len(cols) == 1 else shared).append(tuple(cols))
+        stats = self.reader.stats([c[0] for c in single], interval, offset) if single else {}
+        for cols in shared:
+            merged = self.reader.series_stats(list(cols), interval, offset)
+            if merged is not None:
+                stats[cols] = merged
+        out = []
+        for group in groups:
+            series = self._aggregate_group(group, stats, interval, offset)
+            if series is not None:
+                out.append(series)
+        return out
+
+    def _call_points(self, call: st.Call, group: Group, stats: dict, interval: int, offset: int):
+        key = call.args[0].name
+        if call.name in functions.FROM_SAMPLES:
+            parts = [self.reader.series_samples([c for c in cols if c.key == key])
+                     for _tags, cols in group.series if any(c.key == key for c in cols)]
+            parts = [p for p in parts if len(p[0])]
+            if not parts:
+                return np.zeros(0, np.int64), [], np.zeros(0, np.int64)
+            t_ns = np.concatenate([p[0] for p in parts])
+            values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
+            order = np.argsort(t_ns, kind="stable")
+            buckets, values = functions.median(t_ns[order], values[order], interval, offset, 0)
+            return buckets, values, buckets
+        parts = []
+        for _tags, cols in group.series:
+            held = tuple(c for c in cols if c.key == key)
+            if len(held) == 1 and held[0] in stats:
+                parts.append(stats[held[0]])
+            elif held in stats:
+                parts.append(stats[held])
+        return functions.evaluate(call.name, functions.combine(parts))
+
+    def _aggregate_group(self, group: Group, stats: dict, interval: int, offset: int) -> dict | None:
+        stmt = self.stmt
+        points = {call: self._call_points(call, group, stats, interval, offset) for call in self.calls}
+        if not any(len(p[0]) for p in points.values()):
+            return None
+        if not stmt.interval:
+            time_ns = self.lo if self.lo != st.MIN_TIME else 0
+            if len(self.calls) == 1 and self.calls[0].name in functions.SELECTORS:
+                time_ns = int(points[self.calls[0]][2][0])
+            known = {call: (p[1][0] if len(p[0]) else None) for call, p in points.items()}
+            return self._series(group, [[time_ns, *[_value(f.expr, known) for f in self.fields]]])
+        have = {call: dict(zip(p[0].tolist(), p[1], strict=True)) for call, p in points.items()}
+        if stmt.fill.kind == "none":
+            times = sorted(set().union(*[set(h) for h in have.values()]))
+            filled = {call: [have[call].get(t) for t in times] for call in self.calls}
+        else:
+            if self.lo != st.MIN_TIME:
+                first = _window(self.lo, interval, offset)
+            else:
+                first = min(int(p[0][0]) for p in points.values() if len(p[0]))
+            last = _window(self.hi, interval, offset)
+            times = list(range(first, last + 1, interval))
+            filled = {call: (_fill(stmt.fill, call, times, have[call]) if have[call] else [None] * len(times))
+                      for call in self.calls}
+        rows = []
+        for i, t in enumerate(times):
+            known = {call: filled[call][i] for call in self.calls}
+            rows.append([t, *[_value(f.expr, known) for f in self.fields]])
+        return self._series(group, rows)
+
+    # -- raw ----------------------------------------------------------------------
+    def _raw(self, groups: list[Group]) -> list[dict]:
+        stmt = self.stmt
+        refs = {n for f in self.fields for n in _refs(f.expr, [])}
+        limit = stmt.limit + stmt.offset if stmt.limit and not stmt.descending else None
+        out = []
+        for group in groups:
+            rows = []
+            for tags, columns in group.series:
+                tag_map = dict(tags)
+                wanted: dict[str, list] = {}
+                for column in columns:
+                    if column.key in refs:
+                        wanted.setdefault(column.key, []).append(column)
+                if not wanted:
+                    continue
+                by_time: dict[int, dict] = {}
+                for key, cols in wanted.items():
+                    t_ns, values = self.reader.series_samples(cols, limit)
+                    plain = functions._plain(values)
+                    for t, v in zip(t_ns.tolist(), plain, strict=True):
+                        by_time.setdefault(t, {})[key] = v
+                field_refs = [n for n in refs if n in wanted]
+                for t in sorted(by_time):
+                    known = {**{k: v for k, v in tag_map.items() if k in refs}, **by_time[t]}
+                    if not any(known.get(n) is not None for n in field_refs):
+                        continue
+                    rows.append([t, *[_value(f.expr, known) for f in self.fields]])
+            rows.sort(key=lambda row: row[0])
+            series = self._series(group, rows)
+            if series is not None:
+                out.append(series)
+        return out
+
+
+def run(stmt: st.Select, ctx: Context) -> list[dict]:
+    return SelectRun(stmt, ctx).run()
