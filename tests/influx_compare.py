@@ -31,6 +31,12 @@ def _cell_diff(a, b, is_time: bool, now_slack: int) -> str | None:
     return None if (type(a) is type(b) and a == b) else f"value {a!r} != {b!r}"
 
 
+def same_point(want: dict, got: dict) -> bool:
+    """Two points as the ``influxdb`` client's ``get_points`` yields them: same keys,
+    the same time, values equal by the rules above."""
+    return set(want) == set(got) and all(_cell_diff(want[k], got[k], k == "time", 0) is None for k in want)
+
+
 def _series_diff(want: dict, got: dict, now_slack: int) -> str | None:
     for key in ("name", "tags", "columns", "partial"):
         if want.get(key) != got.get(key):
