@@ -11,7 +11,7 @@ statements reach real data: a g3-reader on MariaDB and a data-feed server.
 from __future__ import annotations
 
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from influx_compare import error_shaped
@@ -38,33 +38,45 @@ OPS = [">=", "<=", ">", "<", "=", "!=", "=~", "<>"]
 
 @st.composite
 def select_statements(draw):
-    fields = draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=3))
-    if draw(st.booleans()):
-        fn = draw(st.sampled_from(FUNCTIONS))
+    """Mostly well-formed (known names, sane times) so most reach the data; the odd
+    names, durations and times of the tables above now and then."""
+    def pick(table, good):
+        return draw(st.sampled_from(table[:good]) if draw(st.integers(0, 3)) else st.sampled_from(table))
+
+    fields = [pick(FIELDS, 8) for _ in range(draw(st.integers(1, 3)))]
+    aggregate = draw(st.integers(0, 3)) > 0
+    if aggregate:
+        fn = pick(FUNCTIONS, 8)
         extra = draw(st.sampled_from(["", ", 50", ", 'x'", ", 2, 3"])) if fn in ("percentile", "mode") else ""
         selects = [f"{fn}({f}{extra})" for f in fields]
     else:
         selects = fields
-    q = f"SELECT {', '.join(selects)} FROM {draw(st.sampled_from(MEASUREMENTS))}"
-    conds = draw(st.lists(st.one_of(
-        st.builds(lambda op, t: f"time {op} {t}", st.sampled_from(OPS), st.sampled_from(TIMES)),
-        st.builds(lambda op, v: f'"feed" {op} {v}', st.sampled_from(OPS),
-                  st.sampled_from(["'temperatures'", "/^t/", "'x'", "1", '"ch1_t"'])),
-    ), max_size=3))
+    q = f"SELECT {', '.join(selects)} FROM {pick(MEASUREMENTS, 5)}"
+    good_cond = st.one_of(
+        st.builds(lambda op, t: f"time {op} {t}", st.sampled_from(OPS[:4]), st.sampled_from(TIMES[:6])),
+        st.builds(lambda op, v: f'"feed" {op} {v}', st.sampled_from(["=", "!="]),
+                  st.sampled_from(["'temperatures'", "'pressures'", "'x'"])),
+        st.builds(lambda op, v: f'"feed" {op} {v}', st.sampled_from(["=~", "!~"]), st.sampled_from(["/^t/", "/s$/"])))
+    any_cond = st.builds(lambda lhs, op, v: f"{lhs} {op} {v}", st.sampled_from(["time", '"feed"', '"ch1_t"', "1"]),
+                         st.sampled_from(OPS), st.sampled_from([*TIMES, "'x'", "/^t/", "true", '"ch1_t"']))
+    conds = draw(st.lists(good_cond if draw(st.integers(0, 3)) else any_cond, max_size=2))
+    if draw(st.integers(0, 3)):  # the hour with data, as a dashboard's range
+        conds.append(f"time >= {TIMES[0]} and time <= {TIMES[1]}")
     if conds:
-        q += " WHERE " + draw(st.sampled_from([" AND ", " and ", " OR "])).join(conds)
-    if draw(st.booleans()):
-        group = [f"time({draw(st.sampled_from(DURATIONS))}"
-                 + (f", {draw(st.sampled_from(DURATIONS))})" if draw(st.booleans()) else ")")]
+        q += " WHERE " + draw(st.sampled_from([" AND ", " and ", " OR "] if len(conds) > 1 else [""])).join(conds)
+    if (aggregate and draw(st.integers(0, 4)) > 0) or (not aggregate and draw(st.integers(0, 9)) == 0):
+        group = [f"time({pick(DURATIONS[4:], 6)}" + (f", {pick(DURATIONS, 8)})" if draw(st.booleans()) else ")")]
         if draw(st.booleans()):
             group.append(draw(st.sampled_from(['"feed"', "*", "/f/"])))
         q += " GROUP BY " + ", ".join(group)
         if draw(st.booleans()):
-            q += f" fill({draw(st.sampled_from(FILLS))})"
-    for clause in ("ORDER BY time DESC", "LIMIT", "SLIMIT", "OFFSET", "tz('UTC')"):
+            q += f" fill({pick(FILLS, 7)})"
+    elif draw(st.integers(0, 3)) == 0:
+        q += " GROUP BY " + draw(st.sampled_from(['"feed"', "*", "/f/"]))
+    # In InfluxQL's order: ORDER BY, LIMIT, OFFSET, SLIMIT, SOFFSET, tz().
+    for clause in ("ORDER BY time DESC", "LIMIT", "OFFSET", "SLIMIT", "SOFFSET", "tz('UTC')"):
         if draw(st.integers(0, 4)) == 0:
-            q += f" {clause}" + (f" {draw(st.integers(-2, 10**12))}" if clause.isupper() and "ORDER" not in clause
-                                 else "")
+            q += f" {clause}" + (f" {draw(st.integers(-2, 10**12))}" if clause.isalpha() else "")
     return q
 
 
@@ -81,7 +93,7 @@ SHOW = st.sampled_from([
 def mangled(draw, statement):
     """A statement cut short, doubled, or with random characters spliced in."""
     q = draw(statement)
-    how = draw(st.sampled_from(["keep", "cut", "splice", "join", "noise"]))
+    how = draw(st.sampled_from(["keep"] * 5 + ["cut", "splice", "join", "noise"]))
     if how == "cut":
         return q[:draw(st.integers(0, len(q)))]
     if how == "splice":
@@ -108,6 +120,10 @@ def _check(r: requests.Response):
         raise AssertionError(f"{r.status_code} not JSON: {r.text[:200]!r}") from None
     problem = error_shaped(r.status_code, body)
     assert problem is None, problem
+    results = body.get("results") or []
+    event(f"HTTP {r.status_code}" + ("" if r.status_code != 200 else
+                                      " with series" if any(x.get("series") for x in results) else
+                                      " with an error" if any("error" in x for x in results) else " empty"))
 
 
 @FUZZ
