@@ -167,3 +167,23 @@ def test_missing_q_is_influxdbs_400(influxql_pair):
     for base in (influx.url, sisock):
         r = requests.get(base + "/query", params={"db": DATABASE}, timeout=TIMEOUT)
         assert r.status_code == 400 and set(r.json()) == {"error"}, (base, r.status_code, r.text)
+
+
+@FUZZ
+@given(q=mangled(select_statements()))
+def test_what_influxdb_parses_sisock_parses(influxql_pair, q):
+    """A SELECT InfluxDB takes (200, whatever each result says) is not refused as
+    unparsable (400) by sisock. Only SELECTs are sent to InfluxDB (the fuzz must not
+    drop its data), each with a short timeout: one it cannot answer in time is skipped."""
+    from hypothesis import assume
+
+    influx, sisock = influxql_pair
+    params = {"q": q, "db": DATABASE, "epoch": "ms"}
+    try:
+        theirs = requests.get(influx.url + "/query", params=params, timeout=5)
+    except requests.Timeout:
+        assume(False)
+    ours = requests.get(sisock + "/query", params=params, timeout=TIMEOUT)
+    _check(ours)
+    if theirs.status_code == 200:
+        assert ours.status_code == 200, (q, ours.json())
