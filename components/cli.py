@@ -67,7 +67,7 @@ def _up_arguments(p):
 
 
 def _dashboard_arguments(p):
-    from .dashboard import DATASOURCES, DEFAULT_DATASOURCE_UID, DEFAULT_URL, uid_argument
+    from .dashboard import DATASOURCES, DEFAULT_DATASOURCE_UID, DEFAULT_URL, INFLUXDB_DATASOURCE_UID, uid_argument
 
     p.add_argument("--url", default=DEFAULT_URL,
                    help=f"the HTTP bridge to ask for fields (default: {DEFAULT_URL})")
@@ -77,8 +77,9 @@ def _dashboard_arguments(p):
                    help="only fields whose node::field matches, e.g. 'apex_*::*temp*' (repeatable)")
     p.add_argument("--datasource", choices=list(DATASOURCES), default="infinity",
                    help="the Grafana datasource plugin the panels query (default: infinity)")
-    p.add_argument("--datasource-uid", default=DEFAULT_DATASOURCE_UID, metavar="UID",
-                   help=f"uid of that datasource in Grafana (default: {DEFAULT_DATASOURCE_UID})")
+    p.add_argument("--datasource-uid", metavar="UID",
+                   help=f"uid of that datasource in Grafana (default: {DEFAULT_DATASOURCE_UID}, "
+                        f"{INFLUXDB_DATASOURCE_UID} for influxdb)")
     p.add_argument("--grafana-url", metavar="URL",
                    help="the bridge's URL as Grafana reaches it, for Infinity queries (default: --url)")
     p.add_argument("--group-by", choices=["node", "unit"], default="node",

@@ -39,14 +39,25 @@ import urllib.parse
 import urllib.request
 from itertools import groupby
 
+from sisock.components.http.influxql.catalog import layout
+
 #: ``--datasource`` choices and the Grafana plugin id each stands for.
 DATASOURCES = {
     "infinity": "yesoreyeram-infinity-datasource",
     "simplejson": "grafana-simple-json-datasource",
     "json": "simpod-json-datasource",
+    "influxdb": "influxdb",
 }
 DEFAULT_URL = "http://127.0.0.1:5000"
 DEFAULT_DATASOURCE_UID = "sisock"
+#: The compose stack provisions the bridge twice (Infinity, InfluxDB), and
+#: Grafana needs a uid per datasource: this is the InfluxDB one.
+INFLUXDB_DATASOURCE_UID = "sisock-influxdb"
+DEFAULT_UIDS = {"influxdb": INFLUXDB_DATASOURCE_UID}
+
+
+def default_datasource_uid(datasource: str) -> str:
+    return DEFAULT_UIDS.get(datasource, DEFAULT_DATASOURCE_UID)
 SCHEMA_VERSION = 39
 #: Grafana's grid is 24 columns wide; two panels per row stay readable on a
 #: laptop and still show a day of data at a useful resolution.
@@ -215,6 +226,37 @@ def infinity_target(field: dict, ref: str, ds: dict, grafana_url: str) -> dict:
     }
 
 
+def influx_layout(field: dict) -> dict:
+    """Measurement, tags and field key of a field in the bridge's
+    ``/influxdb`` API (bridges before it: derived from the name alone)."""
+    stated = field.get("influxdb")
+    if isinstance(stated, dict) and stated.get("measurement"):
+        return stated
+    return layout(field["node"], field["field"])
+
+
+def influxdb_target(field: dict, ref: str, ds: dict, alias: str) -> dict:
+    """Grafana's InfluxQL query builder model: the mean per panel interval,
+    the series chosen by its tags, as a dashboard made for the OCS
+    InfluxDB publisher queries it (and still editable in the builder)."""
+    lay = influx_layout(field)
+    tags = [{"key": k, "operator": "=", "value": v, **({"condition": "AND"} if i else {})}
+            for i, (k, v) in enumerate(sorted(lay.get("tags", {}).items()))]
+    return {
+        "refId": ref,
+        "datasource": ds,
+        "alias": alias,
+        "measurement": lay["measurement"],
+        "policy": "default",
+        "resultFormat": "time_series",
+        "orderByTime": "ASC",
+        "rawQuery": False,
+        "tags": tags,
+        "groupBy": [{"type": "time", "params": ["$__interval"]}, {"type": "fill", "params": ["null"]}],
+        "select": [[{"type": "field", "params": [lay["field"]]}, {"type": "mean", "params": []}]],
+    }
+
+
 def simplejson_target(field: dict, ref: str, ds: dict) -> dict:
     return {"refId": ref, "datasource": ds, "target": field["target"], "type": "timeserie"}
 
@@ -229,8 +271,9 @@ def panel(panel_id: int, title: str, fields: list[dict], datasource: str, ds: di
     """A shared unit goes on the panel; mixed units go per series.
 
     Infinity frames are named after their ``refId``, so its series get their
-    legend name and unit by ``byFrameRefID``. SimpleJson and JSON frames are
-    already named after the target, which ``byName`` matches."""
+    legend name and unit by ``byFrameRefID``; InfluxDB queries name their
+    series with an alias and take units by ``refId`` too. SimpleJson and
+    JSON frames are already named after the target, which ``byName`` matches."""
     units = {grafana_unit(f.get("units")) for f in fields}
     shared = units.pop() if len(units) == 1 else None
     targets, overrides = [], []
@@ -240,13 +283,16 @@ def panel(panel_id: int, title: str, fields: list[dict], datasource: str, ds: di
         if datasource == "infinity":
             targets.append(infinity_target(field, ref, ds, grafana_url))
             props["displayName"] = field["field"] if short_names else field["target"]
+        elif datasource == "influxdb":
+            targets.append(influxdb_target(field, ref, ds, field["field"] if short_names else field["target"]))
         else:
             targets.append(simplejson_target(field, ref, ds))
         unit = grafana_unit(field.get("units"))
         if len(units) > 1 and unit:
             props["unit"] = unit
         if props:
-            matcher, option = ("byFrameRefID", ref) if datasource == "infinity" else ("byName", field["target"])
+            matcher, option = (("byFrameRefID", ref) if datasource in ("infinity", "influxdb")
+                               else ("byName", field["target"]))
             overrides.append(_override(matcher, option, props))
     defaults = {"custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "showPoints": "never"}}
     if shared:
@@ -274,7 +320,7 @@ def grid(index: int, count: int) -> dict:
 
 
 def dashboard(fields: list[dict], *, title: str, uid: str | None = None, datasource: str = "infinity",
-              datasource_uid: str = DEFAULT_DATASOURCE_UID, grafana_url: str = DEFAULT_URL,
+              datasource_uid: str | None = None, grafana_url: str = DEFAULT_URL,
               group_by: str = "node", refresh: str = "30s", time_from: str = "now-6h",
               timezone: str = "utc") -> dict:
     """The dashboard for already selected ``fields``. ``id`` is null so that
@@ -282,7 +328,7 @@ def dashboard(fields: list[dict], *, title: str, uid: str | None = None, datasou
     database id; ``uid`` is what identifies it."""
     if datasource not in DATASOURCES:
         raise ValueError(f"datasource must be one of {', '.join(DATASOURCES)}, got {datasource!r}")
-    ds = {"type": DATASOURCES[datasource], "uid": datasource_uid}
+    ds = {"type": DATASOURCES[datasource], "uid": datasource_uid or default_datasource_uid(datasource)}
     groups = group(fields, group_by)
     panels = [
         panel(i + 1, name, members, datasource, ds, grafana_url, grid(i, len(groups)), group_by == "node")

@@ -42,6 +42,10 @@ class FeedBuffer:
         self.buffer_time = buffer_time
         self.blocks: dict[str, TimeRing] = {}
         self.field_block: dict[str, str] = {}
+        #: How the OCS InfluxDB publisher would write each field (measurement,
+        #: tags, field key), from the feed's messages: the bridge's InfluxDB
+        #: API shows the live feed in the same layout.
+        self.influxdb: dict[str, dict] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self.log = log
@@ -71,9 +75,26 @@ class FeedBuffer:
             self._warn_once(f"agent:{address}", "ignoring messages from agent {a} on {t}", a=address, t=self.topic)
             return
         for key, block in blocks.items():
-            self._take_block(key, block)
+            self._take_block(key, block, feed)
 
-    def _take_block(self, key, block):
+    def _influxdb_layout(self, feed: dict, block: dict, channel: str) -> dict:
+        """What ``ocs.common.influxdb_drivers.format_data`` makes of one channel."""
+        address = str(feed.get("agent_address") or self.agent_address)
+        tags = {"feed": str(feed.get("feed_name") or self.topic.rsplit(".feeds.", 1)[-1])}
+        measurement, key = address, str(channel)
+        field_tags = block.get("influxdb_tags")
+        if isinstance(field_tags, dict) and field_tags:
+            measurement = str(feed.get("agent_class") or address)
+            root, _, instance = address.partition(".")
+            shared = {**tags, "address_root": root, "instance_id": instance}
+            own = field_tags.get(channel)
+            if isinstance(own, dict):
+                key = str(own.get("_field") or channel)
+                tags = {str(k): str(v) for k, v in own.items() if k != "_field"}
+            tags.update(shared)  # the publisher's shared tags win over a field's own
+        return {"measurement": measurement, "tags": tags, "field": key}
+
+    def _take_block(self, key, block, feed=None):
         if not isinstance(block, dict):
             self._warn_once("block", "skipping a block that is not an object")
             return
@@ -102,6 +123,7 @@ class FeedBuffer:
                                 f=field, n=len(column), m=len(t))
                 continue
             columns[field] = column
+            self.influxdb[field] = self._influxdb_layout(feed or {}, block, channel)
         if not columns:
             return
         with self._lock:
@@ -130,6 +152,8 @@ class FeedBuffer:
             intervals[name] = float(np.median(np.diff(t))) if len(t) > 2 else None
             for field in list(ring.channels):
                 info[field] = contract.field_info(name, units=None)
+                if field in self.influxdb:
+                    info[field]["influxdb"] = self.influxdb[field]
         return contract.fields_reply(info, intervals)
 
 

@@ -57,6 +57,7 @@ from sisock.g3.summary import (
     restore_type,
 )
 from sisock.runtime import Setting
+from sisock.servers import g3_aggregates
 
 DEFAULT_CACHE_MB = 512
 #: How often to look for a new scan; when there was one, the server announces
@@ -548,6 +549,11 @@ class G3Reader(DataNodeServer):
         key = (tuple(field), start, end, min_stride)
         with self._index_errors():
             return self._same.run(key, lambda: self._answer(field, start, end, min_stride))
+
+    def _get_aggregates_blocking(self, field, start, end, interval, offset):
+        key = ("aggregates", tuple(field), start, end, interval, offset)
+        with self._index_errors():
+            return self._same.run(key, lambda: g3_aggregates.answer(self.archive, field, start, end, interval, offset))
 
     def _answer(self, field, start, end, min_stride):
         with self.archive.one_request():

@@ -19,16 +19,16 @@ the interval, as InfluxDB does).
 NaN is not a sample. InfluxDB cannot store NaN, so a series fed to it never
 holds one, while a g3 file (or a server's own arrays) may use NaN for "no
 reading": such samples are skipped, as if they had never been written.
-``None`` among values is skipped for the same reason. Every other sample
-counts, including two at the same time: callers that know their sources
-overlap remove duplicates first (:func:`sisock.downsample.sorted_unique`).
+``None`` among values is skipped for the same reason. :func:`bucket_stats`
+counts every other sample, two at the same time included;
+:func:`series_stats`, for what data nodes send, counts each time once.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sisock.downsample import FIRST, LAST, MAX, MIN, STATS, group_starts, m4_merge, sample_stats
+from sisock.downsample import FIRST, LAST, MAX, MIN, STATS, group_starts, m4_merge, sample_stats, sorted_unique
 from sisock.g3.summary import restore_type
 
 #: Keys of one field's answer: bucket starts (int64 ns), then the statistics.
@@ -36,6 +36,8 @@ KEYS = ("bucket", *STATS)
 #: Keys of a field whose values are not numbers: no sum, minimum or maximum.
 TEXT_KEYS = ("bucket", "n", "t_first", "first", "t_last", "last")
 _VALUE_ROWS = (FIRST, LAST, MIN, MAX)
+#: The longest interval: bucket starts stay within int64 nanoseconds.
+MAX_INTERVAL_NS = 2**62
 _NUMERIC = "fiub"
 
 
@@ -48,8 +50,9 @@ def grid(interval: float, offset: float = 0.0) -> tuple[int, int]:
         offset_ns = int(round(float(offset) * 1e9))
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"interval and offset must be numbers of seconds, got {interval!r}, {offset!r}") from None
-    if not interval_ns >= 1:
-        raise ValueError(f"interval must be at least 1 ns, got {interval!r}")
+    if not 1 <= interval_ns <= MAX_INTERVAL_NS:
+        raise ValueError(f"interval must be between 1 ns and {MAX_INTERVAL_NS / 1e9 / 86400 / 365.25:.0f} years, "
+                         f"got {interval!r}")
     return interval_ns, offset_ns % interval_ns
 
 
@@ -149,9 +152,14 @@ def empty(kind: str = "f") -> dict:
 
 
 def series_stats(series, start: float, end: float, interval: float, offset: float = 0.0) -> dict:
-    """``{name: bucket_stats(...)}`` of ``{name: (t, values)}``, leaving out
-    the names without a sample in the range (as an answer does)."""
-    out = {name: bucket_stats(t, v, start, end, interval, offset) for name, (t, v) in series.items()}
+    """``{name: bucket_stats(...)}`` of ``{name: (t, values)}`` as a data
+    node sends them, each time counted once (its first sample: a series in
+    InfluxDB holds one point per time, and archives may overlap), leaving
+    out the names without a sample in the range (as an answer does)."""
+    out = {}
+    for name, (t, v) in series.items():
+        t, v = sorted_unique(np.asarray(t, dtype=np.float64), as_values(v))
+        out[name] = bucket_stats(t, v, start, end, interval, offset)
     return {name: answer for name, answer in out.items() if len(answer["bucket"])}
 
 

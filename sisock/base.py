@@ -64,6 +64,11 @@ class DataNodeServer(AuthenticatedSession):
     Deferreds) or :meth:`_get_fields_blocking` / :meth:`_get_data_blocking`
     (run in a worker thread, for file and CPU work).
 
+    Servers answering through the blocking path also get ``get_aggregates``
+    (exact statistics of time buckets), computed from their own raw
+    ``_get_data_blocking`` answer; one that keeps statistics of its own
+    overrides :meth:`_get_aggregates_blocking`.
+
     :attr:`shared` set to one of :data:`sisock.contract.SHARED_POLICIES`
     (``"roundrobin"`` or ``"random"``) lets several processes serve one
     name, the router choosing one of them for each call; every one of them

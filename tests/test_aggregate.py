@@ -130,11 +130,26 @@ def test_buckets_are_cut_on_truncated_nanoseconds():
 
 
 def test_bad_intervals_are_refused():
-    for interval in (0, -1, 1e-12, float("nan"), "x"):
+    for interval in (0, -1, 1e-12, float("nan"), float("inf"), 1e12, "x"):
         with pytest.raises(ValueError):
             bucket_stats(np.arange(3.0), np.arange(3.0), 0, 3, interval)
     with pytest.raises(ValueError):
+        bucket_stats(np.arange(3.0), np.arange(2.0), 0, 3, 1, offset=float("inf"))
+    with pytest.raises(ValueError):
         bucket_stats(np.arange(3.0), np.arange(2.0), 0, 3, 1)
+    a_century = bucket_stats(np.array([-1.0, 1.0]), [1.0, 2.0], -5, 5, 100 * 365.25 * 86400, offset=-1e9)
+    assert a_century["n"].tolist() == [2]
+
+
+def test_series_count_each_time_once_and_leave_out_empty_names():
+    t = np.array([3.0, 1.0, 2.0, 2.0, 1.0])
+    v = np.array([3.0, 1.0, 2.0, 20.0, 10.0])
+    series = {"x": (t, v), "later": (np.array([100.0]), np.array([1.0])), "s": (t, list("abcde"))}
+    got = aggregate.series_stats(series, 0, 10, 10)
+    assert set(got) == {"x", "s"}
+    assert got["x"]["n"].tolist() == [3] and got["x"]["sum"].tolist() == [6.0] and got["x"]["max"].tolist() == [3.0]
+    assert got["s"]["n"].tolist() == [3] and got["s"]["first"].tolist() == ["b"]
+    assert bucket_stats(t, v, 0, 10, 10)["n"].tolist() == [5]
 
 
 def test_the_wire_form_round_trips():

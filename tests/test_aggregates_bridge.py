@@ -15,11 +15,12 @@ import time
 import numpy as np
 import pytest
 from autobahn.wamp.exception import ApplicationError
+from bridge_source import datasource_on, stop
 from twisted.internet import threads
 
 from sisock import contract
-from sisock.aggregate import bucket_stats
-from sisock.components.http.datasource import DataSource, NodeFailed
+from sisock.aggregate import TEXT_KEYS, bucket_stats
+from sisock.components.http.datasource import NodeFailed
 from sisock.components.http.request import AnswerTooLarge, BadRequest
 
 from conftest import node_names
@@ -41,10 +42,9 @@ mixed = _load("mixed")
 
 @pytest.fixture(scope="module")
 def datasource(client):
-    reactor = client.link.reactor
-    ds = threads.blockingCallFromThread(reactor, lambda: DataSource(client.link, call_timeout=30))
+    ds = datasource_on(client)
     yield ds
-    threads.blockingCallFromThread(reactor, lambda: ds._refresher.running and ds._refresher.stop())
+    stop(client, ds)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +192,27 @@ def test_a_server_without_get_aggregates_is_answered_by_the_bridge(client, datas
     again = datasource.aggregates(old_node, ["counter"], 1000.0, 1003.0, 10.0, 0.0)
     assert again["counter"]["n"].tolist() == [3]  # samples after the range's end are not counted
     assert datasource.raw(old_node, ["counter"], 1000.0, 1002.5)["counter"][1].tolist() == [1.0, 2.0]
+
+
+BAD_REPLIES = [None, [], "x", {"fields": []}, {"fields": {"level": {"bucket": []}}},
+               {"fields": {"level": {k: [1] for k in TEXT_KEYS} | {"n": [1, 2]}}},
+               {"fields": {"level": {k: ["not a number"] for k in TEXT_KEYS}}},
+               {"fields": {"level": {k: {"a": 1} for k in TEXT_KEYS}}}]
+
+
+def test_a_node_sending_something_else_than_the_contract_is_a_failed_node(client, datasource):
+    replies = iter(BAD_REPLIES)
+
+    def liar(*args, **kwargs):
+        return next(replies)
+
+    reactor = client.link.reactor
+    registration = threads.blockingCallFromThread(
+        reactor, client.link.session.register, liar, contract.get_aggregates_procedure("liar"))
+    try:
+        for bad in BAD_REPLIES:
+            with pytest.raises(NodeFailed, match="liar"):  # a 502 with a reason, never a traceback
+                datasource.aggregates("liar", ["level"], 1.0, 100.0, 10.0)
+            assert "liar" not in datasource._no_aggregates, bad
+    finally:
+        threads.blockingCallFromThread(reactor, registration.unregister)

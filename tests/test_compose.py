@@ -689,10 +689,13 @@ def provisioned_datasources() -> list[dict]:
 
 
 def test_datasource_provisioning_points_at_the_bridge():
-    (ds,) = provisioned_datasources()
+    ds, influx = sorted(provisioned_datasources(), key=lambda d: d["type"] == "influxdb")
     assert ds["type"] == "yesoreyeram-infinity-datasource"
     assert ds["uid"] == "sisock" and ds["url"] == regenerate.GRAFANA_BRIDGE_URL
     assert ds["jsonData"]["allowedHosts"] == [regenerate.GRAFANA_BRIDGE_URL]
+    assert influx["type"] == "influxdb" and influx["uid"] == "sisock-influxdb"
+    assert influx["url"] == regenerate.GRAFANA_BRIDGE_URL + "/influxdb"
+    assert influx["jsonData"]["version"] == "InfluxQL" and influx["jsonData"]["dbName"] == "ocs_feeds"
 
 
 def test_grafana_mounts_match_the_provisioning(compose):

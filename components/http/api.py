@@ -17,6 +17,7 @@ import numpy as np
 from flask import Blueprint, request
 
 from . import openapi, series
+from .influxql.catalog import layout
 from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, Target, split_metric, url_query
 
 #: Answer for ``/api/v1/data`` without ``from``: the last six hours.
@@ -104,7 +105,8 @@ def create_api(datasource, respond, max_answer_points: int = MAX_TOTAL_POINTS) -
 
     @api.get("/fields")
     def fields():
-        """Fields with their units, of one node (``node``) or all (filter: ``q``)."""
+        """Fields with their units, of one node (``node``) or all (filter: ``q``),
+        and where ``/influxdb`` shows each (measurement, tags, field key)."""
         node = request.args.get("node") or None
         try:
             rows = datasource.field_infos(node, request.args.get("q", ""))
@@ -112,7 +114,8 @@ def create_api(datasource, respond, max_answer_points: int = MAX_TOTAL_POINTS) -
             raise NotFound(f"no data node named {node[:64]!r}") from None
         return respond([
             {"target": f"{n}{SEPARATOR}{f}", "node": n, "field": f, "units": info.get("units"),
-             "type": info.get("type") or "number", "description": info.get("description")}
+             "type": info.get("type") or "number", "description": info.get("description"),
+             "influxdb": layout(n, f, info)}
             for n, f, info in rows
         ])
 

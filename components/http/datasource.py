@@ -227,7 +227,7 @@ class DataSource:
         stride = q.min_stride
         return [(t, *series.reduce(times, values, q.max_points, stride)) for t, times, values in raw]
 
-    def _judge(self, results: dict, hint: str) -> None:
+    def _judge(self, results: dict, hint: str, what: str = "get_data") -> None:
         """Raise what the replies of the nodes asked say, if the answer
         cannot be given: the router gone (Unavailable), a node refusing to
         send that much (AnswerTooLarge, with ``hint`` on what to lower), or
@@ -240,7 +240,7 @@ class DataSource:
             if result is False:  # the contract's "more than I will ship in one reply"
                 raise AnswerTooLarge(f"data node {node} refused to send that much in one reply; {hint}")
             if isinstance(result, Exception) and not _missing(result):
-                log.warn("a call to {n} failed: {e}", n=node, e=_reason(result))
+                log.warn("{w} on {n} failed: {e}", w=what, n=node, e=_reason(result))
                 failures[node] = result
         answered = [node for node, result in results.items() if not isinstance(result, Exception)]
         if failures and not answered:
@@ -296,6 +296,11 @@ class DataSource:
         self.require_link()
         if not fields or not valid_node_name(node):
             return {}
+        # Panels open in several browsers ask the same at the same moment.
+        key = ("aggregates", node, tuple(fields), start, end, interval, offset)
+        return self._same.run(key, lambda: self._aggregates_of(node, fields, start, end, interval, offset))
+
+    def _aggregates_of(self, node, fields, start, end, interval, offset):
         self._learn({node: fields})  # before asking: a refresh forgets what the node lacks
         with self._lock:
             asked = node not in self._no_aggregates
@@ -303,15 +308,15 @@ class DataSource:
             procedure = contract.get_aggregates_procedure(node)
             result = self._gather({node: (procedure, (fields, start, end, interval, offset), {})})
             if not _missing(result[node]):
-                self._judge(result, "use a wider interval or a shorter range")
+                self._judge(result, "use a wider interval or a shorter range", "get_aggregates")
                 try:
                     return aggregate.from_wire(result[node], set(fields))
-                except ValueError as exc:
+                except (TypeError, ValueError) as exc:  # a node sending something else than the contract
                     log.warn("{n}: unreadable get_aggregates reply: {e}", n=node, e=exc)
                     raise NodeFailed({node: exc}) from None
             with self._lock:
                 self._no_aggregates.add(node)
-        return aggregate.series_stats(self.raw(node, fields, start, end), start, end, interval, offset)
+        return aggregate.series_stats(self._raw_of(node, fields, start, end, None), start, end, interval, offset)
 
     def raw(self, node: str, fields, start: float, end: float,
             limit: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -324,6 +329,10 @@ class DataSource:
         self.require_link()
         if not fields or not valid_node_name(node):
             return {}
+        key = ("raw", node, tuple(fields), start, end, limit)
+        return self._same.run(key, lambda: self._raw_of(node, fields, start, end, limit))
+
+    def _raw_of(self, node, fields, start, end, limit):
         by_node = {node: fields}
         self._learn(by_node)
         results = self._get_data([node], by_node, start, end, None)

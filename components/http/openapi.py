@@ -54,6 +54,12 @@ SCHEMAS = {
             "units": _NULLABLE_STRING,
             "type": {"type": "string", "enum": ["number", "string", "bool"]},
             "description": _NULLABLE_STRING,
+            "influxdb": {
+                "type": "object", "required": ["measurement", "tags", "field"],
+                "description": "The field as `/influxdb` (InfluxQL) shows it.",
+                "properties": {"measurement": {"type": "string"}, "field": {"type": "string"},
+                               "tags": {"type": "object", "additionalProperties": {"type": "string"}}},
+            },
         },
     },
     "Row": {

@@ -37,7 +37,7 @@ class Column:
     #: sorted ``((key, value), ...)``
     tags: tuple
     key: str
-    #: InfluxDB's field type: "float" or "string"
+    #: InfluxDB's field type: "float", "string" or "boolean"
     type: str
 
 
@@ -53,8 +53,17 @@ def locate(node: str, field: str, info: dict | None = None) -> tuple[str, dict, 
     return node, {}, field
 
 
+_TYPES = {"string": "string", "bool": "boolean"}
+
+
+def layout(node: str, field: str, info: dict | None = None) -> dict:
+    """:func:`locate` as a JSON object (the REST API's field list carries it)."""
+    measurement, tags, key = locate(node, field, info)
+    return {"measurement": measurement, "tags": tags, "field": key}
+
+
 def _type(info: dict) -> str:
-    return "string" if (info or {}).get("type") == "string" else "float"
+    return _TYPES.get((info or {}).get("type"), "float")
 
 
 class Catalog:

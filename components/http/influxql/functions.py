@@ -17,16 +17,16 @@ from sisock.aggregate import to_ns
 from sisock.downsample import group_starts
 
 #: Functions answered from the statistics.
-FROM_STATS = ("mean", "max", "min", "first", "last", "count", "sum")
+FROM_STATS = ("mean", "max", "min", "first", "last", "count", "sum", "spread")
 #: Functions needing every sample.
-FROM_SAMPLES = ("median",)
+FROM_SAMPLES = ("median", "stddev")
 SUPPORTED = FROM_STATS + FROM_SAMPLES
 #: Functions whose result is a sample: its own time without GROUP BY time.
 SELECTORS = ("max", "min", "first", "last")
 #: Functions that work on strings.
 FOR_STRINGS = ("first", "last", "count")
 #: InfluxQL functions this server does not compute (a clear refusal, not "undefined").
-KNOWN = ("mode", "spread", "stddev", "percentile", "distinct", "integral", "top", "bottom", "sample",
+KNOWN = ("mode", "percentile", "distinct", "integral", "top", "bottom", "sample",
          "derivative", "non_negative_derivative", "difference", "non_negative_difference",
          "moving_average", "cumulative_sum", "elapsed", "holt_winters", "holt_winters_with_fit")
 _TIMES = ("t_first", "t_last", "t_min", "t_max")
@@ -99,7 +99,13 @@ def evaluate(name: str, stats: dict) -> tuple[np.ndarray, list, np.ndarray]:
     if name == "count":
         return buckets, stats["n"].tolist(), buckets
     if name == "sum":
-        return buckets, stats["sum"].tolist(), buckets
+        sums = stats["sum"]
+        if np.asarray(stats["first"]).dtype.kind in "iu":  # an integer field sums to an integer
+            sums = np.round(sums).astype(np.int64)
+        return buckets, sums.tolist(), buckets
+    if name == "spread":
+        spread = np.asarray(stats["max"]) - np.asarray(stats["min"])
+        return buckets, _plain(spread), buckets
     if name == "mean":
         return buckets, (stats["sum"] / stats["n"]).tolist(), buckets
     if name in SELECTORS:
@@ -107,17 +113,35 @@ def evaluate(name: str, stats: dict) -> tuple[np.ndarray, list, np.ndarray]:
     raise KeyError(name)
 
 
-def _plain(values):
+def _plain(values) -> list:
+    """JSON-ready values in the field's own type: integers stay integers
+    and booleans booleans, as InfluxDB answers them."""
     array = np.asarray(values)
-    if array.dtype.kind in "fiub":
-        return array.astype(np.float64).tolist()
-    return [v if v is None else str(v) for v in array.tolist()]
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64).tolist()
+    if array.dtype.kind == "b":
+        return array.tolist()
+    if array.dtype.kind == "f":
+        return array.tolist()
+    return [v if v is None or isinstance(v, (bool, int, float)) else str(v) for v in array.tolist()]
 
 
-def median(t_ns: np.ndarray, values: np.ndarray, interval_ns: int | None, offset_ns: int,
-           start_ns: int) -> tuple[np.ndarray, list]:
-    """Median per bucket of raw samples (ns times, ascending), the mean of
-    the middle two for an even count, as InfluxDB computes it."""
+plain = _plain
+
+
+def _stddev(values: np.ndarray):
+    """The sample standard deviation; null for fewer than two samples."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+_OF_SAMPLES = {"median": lambda values: float(np.median(values)), "stddev": _stddev}
+
+
+def of_samples(name: str, t_ns: np.ndarray, values: np.ndarray, interval_ns: int | None, offset_ns: int,
+               start_ns: int) -> tuple[np.ndarray, list]:
+    """``median`` (the mean of the middle two for an even count) or
+    ``stddev`` per bucket of raw samples (ns times, ascending), as InfluxDB
+    computes them."""
     values = np.asarray(values, dtype=np.float64)
     keep = ~np.isnan(values)
     t_ns, values = t_ns[keep], values[keep]
@@ -129,7 +153,8 @@ def median(t_ns: np.ndarray, values: np.ndarray, interval_ns: int | None, offset
         buckets = (t_ns - offset_ns) // interval_ns * interval_ns + offset_ns
     starts = group_starts(buckets)
     ends = np.append(starts[1:], len(buckets))
-    out = [float(np.median(values[a:b])) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    reduce = _OF_SAMPLES[name]
+    out = [reduce(values[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
     return buckets[starts], out
 
 

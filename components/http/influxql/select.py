@@ -291,7 +291,7 @@ class SelectRun:
             groups = groups[stmt.soffset:]
         if stmt.slimit:
             groups = groups[:stmt.slimit]
-        self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns)
+        self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns, ctx.max_points)
         series = self._aggregate(groups) if calls else self._raw(groups)
         total = sum(len(s["values"]) * (len(s["columns"])) for s in series)
         if total > ctx.max_points:
@@ -362,6 +362,9 @@ class SelectRun:
                         by_key.setdefault(column.key, []).append(column)
                 for cols in by_key.values():
                     (single if len(cols) == 1 else shared).append(tuple(cols))
+        sample_keys = {c.args[0].name for c in self.calls if c.name in functions.FROM_SAMPLES}
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys]
+                            + [c for cols in shared for c in cols])
         stats = self.reader.stats([c[0] for c in single], interval, offset) if single else {}
         for cols in shared:
             merged = self.reader.series_stats(list(cols), interval, offset)
@@ -385,7 +388,7 @@ class SelectRun:
             t_ns = np.concatenate([p[0] for p in parts])
             values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
             order = np.argsort(t_ns, kind="stable")
-            buckets, values = functions.median(t_ns[order], values[order], interval, offset, 0)
+            buckets, values = functions.of_samples(call.name, t_ns[order], values[order], interval, offset, 0)
             return buckets, values, buckets
         parts = []
         for _tags, cols in group.series:
@@ -428,9 +431,8 @@ class SelectRun:
 
     # -- raw ----------------------------------------------------------------------
     def _raw(self, groups: list[Group]) -> list[dict]:
-        stmt = self.stmt
         refs = {n for f in self.fields for n in _refs(f.expr, [])}
-        limit = stmt.limit + stmt.offset if stmt.limit and not stmt.descending else None
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in refs])
         out = []
         for group in groups:
             rows = []
@@ -444,8 +446,8 @@ class SelectRun:
                     continue
                 by_time: dict[int, dict] = {}
                 for key, cols in wanted.items():
-                    t_ns, values = self.reader.series_samples(cols, limit)
-                    plain = functions._plain(values)
+                    t_ns, values = self.reader.series_samples(cols)
+                    plain = functions.plain(values)
                     for t, v in zip(t_ns.tolist(), plain, strict=True):
                         by_time.setdefault(t, {})[key] = v
                 field_refs = [n for n in refs if n in wanted]

@@ -1,0 +1,325 @@
+"""``/influxdb``: InfluxQL through the real stack (router, hub, bridge, a
+g3-reader on an OCS-shaped archive, the example weather server).
+
+Expected answers are computed here from the archive's known samples
+(:func:`sisock.demo.g3.expected`) with plain numpy, bucket by bucket, not
+with the bridge's own code.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import requests
+
+from conftest import node_names
+from g3_helpers import GAP, START, make_archive, scan
+from procs import wait_for
+
+HOURS = 3
+THERM = "observatory.therm1"
+GAUGE = "observatory.gauge2"
+NS = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def g3(stack, client, bridge, tmp_path_factory):
+    """The g3-reader on a 3-hour archive (SQLite index); the samples it holds."""
+    root = tmp_path_factory.mktemp("influxql-g3")
+    env = {"SISOCK_STATE_DIR": str(root / "state"), "DATA_DIRECTORY": str(root / "data")}
+    _, truth = make_archive(root / "data", hours=HOURS)
+    scan(env, root / "data")
+    reader = stack.proc("g3-reader-influxql", "sisock-g3-reader-server", env=env).start()
+    try:
+        wait_for(lambda: "g3_reader" in node_names(client), 30, "g3_reader to register")
+        wait_for(lambda: THERM in _names(stack, "SHOW MEASUREMENTS"), 30, "the bridge to list the archive")
+        yield truth
+    finally:
+        reader.stop()
+
+
+def _get(stack, q, **params):
+    return requests.get(stack.http + "/influxdb/query", params={"db": "ocs_feeds", "q": q, **params}, timeout=60)
+
+
+def _query(stack, q, **params):
+    r = _get(stack, q, **params)
+    assert r.status_code == 200, r.text
+    return r.json()["results"]
+
+
+def _names(stack, q):
+    (result,) = _query(stack, q)
+    return [row[0] for s in result.get("series", []) for row in s["values"]]
+
+
+def _ms(t):
+    return int(t * 1000)
+
+
+def _range(a, b):
+    return f"time >= {_ms(a)}ms and time <= {_ms(b)}ms"
+
+
+def _truth(truth, channel, provider="observatory.therm1.feeds.temperatures"):
+    t, v = truth[f"{provider}.{channel}"]
+    return (np.asarray(t) * 1e9).astype(np.int64), np.asarray(v, dtype=np.float64)
+
+
+def _buckets(t_ns, v, a_ns, b_ns, interval_ns):
+    """``{bucket start: samples}`` of the samples in [a, b], epoch-aligned."""
+    keep = (t_ns >= a_ns) & (t_ns <= b_ns)
+    t_ns, v = t_ns[keep], v[keep]
+    out = {}
+    for t, x in zip((t_ns // interval_ns * interval_ns).tolist(), v.tolist(), strict=True):
+        out.setdefault(t, []).append(x)
+    return out
+
+
+# -- SHOW ---------------------------------------------------------------------
+
+def test_ping_answers_204_with_the_version_header(stack, bridge):
+    r = requests.get(stack.http + "/influxdb/ping", timeout=5)
+    assert r.status_code == 204 and r.headers["X-Influxdb-Version"].startswith("1.")
+
+
+def test_show_databases_and_retention_policies(stack, bridge):
+    assert _query(stack, "SHOW DATABASES") == [
+        {"statement_id": 0, "series": [{"name": "databases", "columns": ["name"], "values": [["ocs_feeds"]]}]}]
+    (result,) = _query(stack, 'SHOW RETENTION POLICIES ON "ocs_feeds"')
+    (series,) = result["series"]
+    assert series["columns"] == ["name", "duration", "shardGroupDuration", "replicaN", "default"]
+    assert series["values"][0][0] == "autogen" and series["values"][0][-1] is True
+
+
+def test_show_measurements_maps_ocs_names_and_other_nodes(stack, g3):
+    names = _names(stack, "SHOW MEASUREMENTS")
+    assert {THERM, GAUGE, "apex_archive"} <= set(names) and names == sorted(names)
+    assert _names(stack, "SHOW MEASUREMENTS WITH MEASUREMENT =~ /therm/") == [THERM]
+    assert _names(stack, "SHOW MEASUREMENTS LIMIT 1") == names[:1]
+    assert _query(stack, "SHOW MEASUREMENTS WITH MEASUREMENT =~ /nothing-like-this/") == [{"statement_id": 0}]
+
+
+def test_show_field_and_tag_keys_and_values(stack, g3):
+    (result,) = _query(stack, f'SHOW FIELD KEYS FROM "{THERM}"')
+    assert result["series"] == [{"name": THERM, "columns": ["fieldKey", "fieldType"],
+                                 "values": [["ch1_t", "float"], ["ch2_t", "float"], ["ch3_t", "float"]]}]
+    (result,) = _query(stack, f'SHOW TAG KEYS FROM "{THERM}"')
+    assert result["series"] == [{"name": THERM, "columns": ["tagKey"], "values": [["feed"]]}]
+    (result,) = _query(stack, f'SHOW TAG VALUES FROM "{GAUGE}" WITH KEY = "feed"')
+    assert result["series"] == [{"name": GAUGE, "columns": ["key", "value"], "values": [["feed", "pressures"]]}]
+    (result,) = _query(stack, 'SHOW FIELD KEYS FROM "apex_archive"')
+    assert ["apex_temperature", "float"] in result["series"][0]["values"]
+    (result,) = _query(stack, 'SHOW TAG KEYS FROM "apex_archive"')
+    assert result == {"statement_id": 0}
+
+
+# -- SELECT with GROUP BY time ---------------------------------------------------
+
+AGGREGATES = {
+    "mean": lambda xs: sum(xs) / len(xs), "max": max, "min": min, "first": lambda xs: xs[0],
+    "last": lambda xs: xs[-1], "count": len, "sum": sum, "median": lambda xs: float(np.median(xs)),
+    "spread": lambda xs: max(xs) - min(xs),
+    "stddev": lambda xs: float(np.std(xs, ddof=1)) if len(xs) > 1 else None,
+}
+
+
+@pytest.mark.parametrize("function", sorted(AGGREGATES))
+def test_group_by_time_matches_the_samples_with_null_fill(stack, g3, function):
+    a, b = START + 1234.5, START + 2 * 3600 + 17.25  # crosses the archive's gap
+    interval = 600
+    (result,) = _query(stack, f'SELECT {function}("ch2_t") FROM "{THERM}" WHERE {_range(a, b)} '
+                              f"GROUP BY time(10m) fill(null)", epoch="ms")
+    (series,) = result["series"]
+    assert series["name"] == THERM and series["columns"] == ["time", function] and "tags" not in series
+    t_ns, v = _truth(g3, "ch2_t")
+    have = _buckets(t_ns, v, _ms(a) * 1_000_000, _ms(b) * 1_000_000, interval * NS)
+    first = _ms(a) // (interval * 1000) * interval * 1000
+    want_times = list(range(first, _ms(b) + 1, interval * 1000))
+    assert [row[0] for row in series["values"]] == want_times
+    empty = 0 if function == "count" else None
+    for t, value in series["values"]:
+        xs = have.get(t * 1_000_000)
+        if xs is None:
+            assert value == empty, t
+        else:
+            assert value == pytest.approx(AGGREGATES[function](xs), rel=1e-12), t
+    # the gap holds empty buckets: the test covers null filling
+    assert any(GAP[0] * 1000 <= t < GAP[1] * 1000 - interval * 1000 for t in want_times)
+
+
+def test_fill_none_previous_and_number(stack, g3):
+    a, b = GAP[0] - 1800, GAP[1] + 1800
+    base = f'SELECT max("ch1_t") FROM "{THERM}" WHERE {_range(a, b)} GROUP BY time(5m)'
+    none = _query(stack, base + " fill(none)", epoch="s")[0]["series"][0]["values"]
+    null = _query(stack, base + " fill(null)", epoch="s")[0]["series"][0]["values"]
+    prev = _query(stack, base + " fill(previous)", epoch="s")[0]["series"][0]["values"]
+    zero = _query(stack, base + " fill(-7)", epoch="s")[0]["series"][0]["values"]
+    assert len(none) < len(null) == len(prev) == len(zero)
+    assert [r for r in null if r[1] is not None] == none
+    last = None
+    for n, p, z in zip(null, prev, zero, strict=True):
+        last = n[1] if n[1] is not None else last
+        assert p == [n[0], last] and z == [n[0], -7 if n[1] is None else n[1]]
+
+
+def test_group_by_time_offset_and_several_functions(stack, g3):
+    a, b = START + 100, START + 3000
+    q = (f'SELECT mean("ch1_t"), mean("ch1_t") AS "avg", max("ch1_t"), mean("ch1_t") FROM "{THERM}" '
+         f"WHERE {_range(a, b)} GROUP BY time(15m, 5m) fill(none)")
+    (series,) = _query(stack, q, epoch="ms")[0]["series"]
+    assert series["columns"] == ["time", "mean", "avg", "max", "mean_1"]
+    t_ns, v = _truth(g3, "ch1_t")
+    offset = 300 * NS
+    have = _buckets(t_ns - offset, v, _ms(a) * 1_000_000 - offset, _ms(b) * 1_000_000 - offset, 900 * NS)
+    want = [[(k + offset) // 1_000_000, sum(xs) / len(xs), sum(xs) / len(xs), max(xs), sum(xs) / len(xs)]
+            for k, xs in sorted(have.items())]
+    assert series["values"] == [pytest.approx(row, rel=1e-12) for row in want]
+
+
+def test_group_by_tag_names_the_series_with_its_tags(stack, g3):
+    a, b = START, START + 600
+    (result,) = _query(stack, f'SELECT count("ch1_t") FROM /^observatory\\./ WHERE {_range(a, b)} '
+                              'GROUP BY time(10m), "feed" fill(none)', epoch="s")
+    (series,) = result["series"]  # only therm1 has ch1_t
+    assert series["name"] == THERM and series["tags"] == {"feed": "temperatures"}
+    t_ns, v = _truth(g3, "ch1_t")
+    have = _buckets(t_ns, v, int(a) * NS, int(b) * NS, 600 * NS)
+    assert len(have) == 2  # the range starts inside a bucket
+    assert series["values"] == [[k // NS, len(xs)] for k, xs in sorted(have.items())]
+
+
+def test_selector_without_group_by_has_the_samples_time(stack, g3):
+    a, b = START + 10, START + 2000
+    t_ns, v = _truth(g3, "ch3_t")
+    keep = (t_ns >= a * NS) & (t_ns <= b * NS)
+    t_ns, v = t_ns[keep], v[keep]
+    (series,) = _query(stack, f'SELECT max("ch3_t") FROM "{THERM}" WHERE {_range(a, b)}', epoch="ns")[0]["series"]
+    i = int(np.argmax(v))
+    assert series["values"] == [[int(t_ns[i]), float(v[i])]]
+    (series,) = _query(stack, f'SELECT mean("ch3_t"), last("ch3_t") FROM "{THERM}" WHERE {_range(a, b)}',
+                       epoch="ns")[0]["series"]
+    assert series["values"] == [[int(a * NS), pytest.approx(float(v.mean()), rel=1e-12), float(v[-1])]]
+
+
+def test_times_are_rfc3339_without_epoch(stack, g3):
+    a = START + 60
+    (series,) = _query(stack, f'SELECT "ch1_t" FROM "{THERM}" WHERE time >= {_ms(a)}ms LIMIT 2')[0]["series"]
+    stamp = datetime.fromtimestamp(a, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert series["columns"] == ["time", "ch1_t"] and series["values"][0][0] == stamp
+
+
+def test_raw_select_limit_and_order(stack, g3):
+    a, b = START + 100, START + 200
+    t_ns, v = _truth(g3, "p_main", "observatory.gauge2.feeds.pressures")
+    keep = (t_ns >= a * NS) & (t_ns <= b * NS)
+    rows = [[t // 1_000_000, x] for t, x in zip(t_ns[keep].tolist(), v[keep].tolist(), strict=True)]
+    q = f'SELECT "p_main" FROM "{GAUGE}" WHERE {_range(a, b)}'
+    assert _query(stack, q, epoch="ms")[0]["series"][0]["values"] == rows
+    assert _query(stack, q + " LIMIT 3", epoch="ms")[0]["series"][0]["values"] == rows[:3]
+    assert _query(stack, q + " ORDER BY time DESC LIMIT 2", epoch="ms")[0]["series"][0]["values"] == rows[::-1][:2]
+
+
+def test_qualified_names_relative_times_and_several_statements(stack, g3):
+    q = (f'SELECT last("ch1_t") FROM "ocs_feeds"."autogen"."{THERM}" WHERE time > now() - 100000d; '
+         f'SELECT last("ch1_t") FROM "autogen"."{THERM}" WHERE time > \'2023-11-14T00:00:00Z\'')
+    first, second = _query(stack, q, epoch="s")
+    t_ns, v = _truth(g3, "ch1_t")
+    assert first["statement_id"] == 0 and second["statement_id"] == 1
+    assert first["series"][0]["values"] == second["series"][0]["values"] == [[int(t_ns[-1] // NS), float(v[-1])]]
+
+
+def test_empty_answer_shape(stack, g3):
+    q = f'SELECT mean("ch1_t") FROM "{THERM}" WHERE time >= 0ms and time <= 1000ms GROUP BY time(1s)'
+    assert _query(stack, q) == [{"statement_id": 0}]
+    assert _query(stack, f'SELECT mean("nope") FROM "{THERM}" WHERE time >= 0ms') == [{"statement_id": 0}]
+
+
+# -- errors --------------------------------------------------------------------------
+
+def test_parse_errors_are_400_with_influxdb_shape(stack, bridge):
+    r = _get(stack, "SELEKT 1")
+    assert r.status_code == 400 and r.json()["error"].startswith("error parsing query: ")
+    r = requests.get(stack.http + "/influxdb/query", timeout=10)
+    assert r.status_code == 400 and r.json() == {"error": 'missing required parameter "q"'}
+
+
+def test_statement_errors_stop_the_query(stack, bridge):
+    r = requests.get(stack.http + "/influxdb/query", params={"q": "SHOW MEASUREMENTS; SHOW DATABASES"}, timeout=10)
+    assert r.status_code == 200
+    assert r.json()["results"] == [{"statement_id": 0, "error": "database name required"},
+                                   {"statement_id": 1, "error": "not executed"}]
+    results = _query(stack, 'SELECT mean("x") FROM "other"."m"; SELECT mode("x") FROM "m"; SHOW DATABASES')
+    assert results[0] == {"statement_id": 0, "error": "retention policy not found: other"}
+    results = _query(stack, 'SELECT mode("x") FROM "m"')
+    assert results[0]["error"].startswith("mode() is not supported")
+    results = _query(stack, 'SELECT nonsense("x") FROM "m"')
+    assert results[0]["error"] == "undefined function nonsense()"
+    (result,) = _query(stack, 'SHOW MEASUREMENTS ON "not_there"')
+    assert result == {"statement_id": 0, "error": "database not found: not_there"}
+
+
+def test_answers_too_large_are_statement_errors(stack, g3):
+    q = f'SELECT mean("ch1_t") FROM "{THERM}" WHERE time >= 0ms and time <= now() GROUP BY time(1ms)'
+    (result,) = _query(stack, q)
+    assert "MAX_ANSWER_POINTS" in result["error"]
+
+
+def test_post_form_is_answered_like_get(stack, g3):
+    q = f'SELECT count("ch1_t") FROM "{THERM}" WHERE {_range(START, START + 59)}'
+    r = requests.post(stack.http + "/influxdb/query", data={"db": "ocs_feeds", "q": q, "epoch": "s"}, timeout=30)
+    assert r.status_code == 200 and r.json()["results"][0]["series"][0]["values"] == [[int(START), 60]]
+
+
+def test_strict_time_bounds_leave_out_the_samples_on_them(stack, g3):
+    a, b = int(START) + 600, int(START) + 1200  # ch1_t has samples at both
+    t_ns, _ = _truth(g3, "ch1_t")
+    for cond, lo, hi in ((f"time >= {_ms(a)}ms and time < {_ms(b)}ms", a * NS, b * NS - 1),
+                         (f"time > {_ms(a)}ms and time <= {_ms(b)}ms", a * NS + 1, b * NS)):
+        (series,) = _query(stack, f'SELECT count("ch1_t") FROM "{THERM}" WHERE {cond}')[0]["series"]
+        assert series["values"][0][1] == int(((t_ns >= lo) & (t_ns <= hi)).sum()), cond
+
+
+# -- dashboards --------------------------------------------------------------------
+
+def _render(target, start_ms, end_ms, interval):
+    """The InfluxQL Grafana's query builder makes of a target (InfluxQueryModel.render)."""
+    (field, function), = [[part["params"][0] if part["type"] == "field" else part["type"] for part in sel]
+                          for sel in target["select"]]
+    where = "".join(f' {t.get("condition", "")} ("{t["key"]}" {t["operator"]} \'{t["value"]}\')'.replace("  ", " ")
+                    for t in target["tags"]).strip()
+    where = f"({where}) AND " if where else ""
+    fill = [g["params"][0] for g in target["groupBy"] if g["type"] == "fill"][0]
+    return (f'SELECT {function}("{field}") FROM "{target["measurement"]}" WHERE {where}'
+            f"time >= {start_ms}ms and time <= {end_ms}ms GROUP BY time({interval}) fill({fill})")
+
+
+def test_generated_influxdb_dashboard_queries_answer(stack, g3):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    sisock = os.path.join(os.path.dirname(sys.executable), "sisock")
+    result = subprocess.run([sisock, "dashboard", "--url", stack.http, "--datasource", "influxdb",
+                             "--node", "g3_reader", "--node", "apex_archive"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    targets = [t for p in doc["panels"] for t in p["targets"]]
+    assert {t["measurement"] for t in targets} == {THERM, GAUGE, "apex_archive"}
+    assert all(t["datasource"] == {"type": "influxdb", "uid": "sisock-influxdb"} for t in targets)
+    seen = set()
+    for target in targets:
+        if target["measurement"] == "apex_archive":
+            continue  # the weather replay's times move with the clock; its mapping is checked by SHOW
+        assert target["tags"] == [{"key": "feed", "operator": "=",
+                                   "value": "temperatures" if target["measurement"] == THERM else "pressures"}]
+        q = _render(target, _ms(START), _ms(START + 3600), "1m")
+        (series,) = _query(stack, q, epoch="ms")[0]["series"]
+        assert series["name"] == target["measurement"] and len(series["values"]) == 61
+        assert sum(v is not None for _t, v in series["values"]) > 50
+        seen.add((target["measurement"], target["select"][0][0]["params"][0]))
+    assert seen == {(THERM, "ch1_t"), (THERM, "ch2_t"), (THERM, "ch3_t"), (GAUGE, "p_main"), (GAUGE, "p_aux")}
