@@ -93,6 +93,15 @@ def influxql_pair(influxdb, influxql_samples, influxql_index, influxql_live_t0, 
                 wait_for(all_live, 30, f"{agent} to hold every published sample")
         wait_for(lambda: requests.get(stack.http + "/influxdb/ping", timeout=2).status_code == 204, 60,
                  "the bridge's /influxdb/ping")
+
+        # The feeds registered before anything was published, so the bridge
+        # learns their channels on its periodic field refresh: wait for it.
+        def listed(agent):
+            found = requests.post(stack.http + "/search", json={"target": f"{agent}::"}, timeout=5).json()
+            return len(found) == 2
+
+        for agent in (LIVE_AGENT, TAGGED_AGENT):
+            wait_for(lambda agent=agent: listed(agent), 90, f"the bridge to list {agent}'s channels")
         yield influxdb, stack.http + "/influxdb"
     finally:
         stack.stop_all()
