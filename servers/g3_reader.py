@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -39,6 +40,7 @@ from sisock.downsample import (
     answer_keys,
     bucket_width,
     extreme_points,
+    group_starts,
     m4_indices,
     m4_merge,
     sample_stats,
@@ -65,9 +67,17 @@ DEFAULT_CACHE_MB = 512
 WATCH_SECONDS = 10.0
 #: File lists are cached per name and day of index time (µs).
 DAY_US = 86_400_000_000
-#: Raw samples of one name held at most before they are reduced, when a
-#: request is downsampled: bounds a long raw request's memory.
-REDUCE_EVERY = 1_000_000
+#: Seconds a generation read from the database stands for the index's state.
+#: Within it a request costs no database round trip (a refreshing panel
+#: would otherwise pay three: pre-ping, read, rollback); the scanner's
+#: changes are seen at most this late, against passes minutes apart.
+GENERATION_TTL = 1.0
+#: Seconds of the newest data decoded before the server joins (at most
+#: :data:`PREFETCH_SHARE` of the cache): dashboards open on "the last 6
+#: hours" or a day, and after a restart their first request is then
+#: answered from memory instead of from the files.
+PREFETCH_SECONDS = 86400.0
+PREFETCH_SHARE = 0.25
 #: The contract's field types of the index's kinds.
 FIELD_TYPES = {"float": "number", "int": "number", "bool": "bool", "string": "string"}
 #: The error of every request made while the index database is unreachable.
@@ -91,6 +101,8 @@ class Archive:
         self._down = False
         self._down_lock = threading.Lock()
         self._request = threading.local()
+        self._generation = (None, -math.inf)  # (value, monotonic time read)
+        self._generation_lock = threading.Lock()
 
     def index_state(self, down: bool) -> bool:
         """Record whether the index database answered; True if that is news.
@@ -101,13 +113,27 @@ class Archive:
 
     def provider_samples(self, path: str, provider: str):
         """``{field: (t seconds, values)}`` of one provider in one file, or None if gone."""
+        found = self._samples_and_key(path, provider)
+        return None if found is None else found[0]
+
+    def _samples_and_key(self, path: str, provider: str):
+        """``(samples, key)``: the key names the file's size and mtime, so
+        what is derived from these samples is cached under the same state.
+        Within a request a file is looked at once, however many fields ask."""
+        memo = getattr(self._request, "memo", None)
+        if memo is not None and (path, provider) in memo:
+            return memo[(path, provider)]
         full = os.path.join(self.data_dir, path)
         try:
             st = os.stat(full)
         except FileNotFoundError:
-            return None
-        key = (path, st.st_size, st.st_mtime_ns, provider)
-        return self.cache.get_or_compute(key, lambda: self._decode(full, provider))
+            found = None
+        else:
+            key = (path, st.st_size, st.st_mtime_ns, provider)
+            found = self.cache.get_or_compute(key, lambda: self._decode(full, provider)), key
+        if memo is not None:
+            memo[(path, provider)] = found
+        return found
 
     @staticmethod
     def _decode(full: str, provider: str):
@@ -139,13 +165,45 @@ class Archive:
         """The index's generation: read from the database, once per request
         inside :meth:`one_request` (a panel looks it up a dozen times)."""
         held = getattr(self._request, "generation", None)
-        return held if held is not None else self.index.generation()
+        return held if held is not None else self.fresh_generation()
+
+    def prefetch(self, names, seconds: float, share: float) -> int:
+        """Decode the files holding the last ``seconds`` of ``names``,
+        newest first, until ``share`` of the cache is used; returns how many
+        (file, provider) pairs were decoded."""
+        with self.one_request():
+            newest = self.newest(names)
+            if not newest:
+                return 0
+            end = max(loc.end for loc in newest.values()) / 1e6
+            locations, _ = self.locate(names, end - seconds, end)
+        pairs = sorted({(loc.start, loc.path, loc.provider) for loc in locations}, reverse=True)
+        done = 0
+        for _, path, provider in pairs:
+            if self.cache.bytes >= share * self.cache.max_bytes:
+                break
+            self.provider_samples(path, provider)
+            done += 1
+        return done
+
+    def fresh_generation(self) -> str:
+        """The generation, read again once :data:`GENERATION_TTL` has passed."""
+        value, read_at = self._generation
+        if time.monotonic() - read_at < GENERATION_TTL:
+            return value
+        with self._generation_lock:  # one reader thread asks; the others wait for its answer
+            value, read_at = self._generation
+            if time.monotonic() - read_at < GENERATION_TTL:
+                return value
+            value = self.index.generation()
+            self._generation = (value, time.monotonic())
+            return value
 
     @contextmanager
     def one_request(self):
         """Within it, the calling thread reads the generation once, and
         the files of a range once."""
-        self._request.generation = self.index.generation()
+        self._request.generation = self.fresh_generation()
         self._request.memo = {}
         try:
             yield
@@ -249,26 +307,68 @@ class Archive:
 
     def series(self, names, start: float, end: float, width: float | None = None):
         """``{full name: (t, values)}``: every sample within ``[start, end]``,
-        sorted by time, or with ``width`` each bucket's minimum and maximum.
-        A name's samples are reduced whenever more than
-        :data:`REDUCE_EVERY` of them are waiting, so a long range never holds
-        all its samples at once (reducing the reduced parts again on the
-        same grid gives what reducing everything would)."""
+        sorted by time, or with ``width`` each bucket's minimum and maximum
+        (strings: first and last), from the files' cached tiles."""
         locations, _ = self.locate(names, start, end)
-        chunks, waiting = defaultdict(list), defaultdict(int)
+        if width:
+            parts, texts, kinds = defaultdict(list), defaultdict(list), {}
+            for loc in locations:
+                self._tile_parts(loc, start, end, width, parts, texts, kinds)
+            return _points(parts, texts, kinds, width)
+        chunks = defaultdict(list)
         for loc in locations:
             part = self._raw(loc, start, end)
-            if part is None:
-                continue
-            chunks[loc.name].append(part)
-            waiting[loc.name] += len(part[0])
-            if width and waiting[loc.name] > REDUCE_EVERY:
-                chunks[loc.name] = [_reduced(_join(chunks[loc.name]), width)]
-                waiting[loc.name] = 0
-        out = {name: _join(parts) for name, parts in chunks.items()}
-        if width:
-            out = {name: _reduced(part, width) for name, part in out.items()}
-        return out
+            if part is not None:
+                chunks[loc.name].append(part)
+        return {name: _join(parts) for name, parts in chunks.items()}
+
+    def tile(self, loc, width: float, level: int | None = None):
+        """One field of one file in answer buckets of ``width``: ``((keys,
+        stats, first sample index of each bucket, kind), (t, values))``, or
+        None when the file or field is gone. With ``level``, buckets are cut
+        on that summary grid (:func:`answer_keys`). Every field of the file's
+        provider is bucketed at once and cached beside the decoded file: a
+        refreshing or sliding panel asks the same buckets of the same files
+        again, and tiles are kilobytes where the samples are megabytes."""
+        found = self._samples_and_key(loc.path, loc.provider)
+        if found is None or not found[0] or loc.field not in found[0]:
+            return None
+        samples, key = found
+        tiles = self.cache.get_or_compute(("tiles", *key, width, level), lambda: _tiles(samples, width, level))
+        return tiles[loc.field], samples[loc.field]
+
+    def _tile_parts(self, loc, start, end, width, parts, texts, kinds, level=None):
+        """The file's buckets wholly inside ``[start, end]`` from its tile;
+        the (at most two) buckets the range cuts from its samples."""
+        found = self.tile(loc, width, level)
+        if found is None:
+            return
+        (keys, stats, starts, kind), (t, v) = found
+        if keys is None:  # strings: first and last of each bucket, from the samples
+            raw = self._raw(loc, start, end)
+            if raw is not None:
+                texts[loc.name].append(raw)
+            return
+        i0, i1 = np.searchsorted(t, start, side="left"), np.searchsorted(t, end, side="right")
+        if i1 <= i0:
+            return
+        ends = np.append(starts[1:], len(t))
+        a = int(np.searchsorted(ends, i0, side="right"))  # first bucket holding a sample in range
+        b = int(np.searchsorted(starts, i1, side="left"))  # one past the last
+        cut_a, cut_b = bool(starts[a] < i0), bool(ends[b - 1] > i1)
+        if a == b - 1 and (cut_a or cut_b):  # the range lies inside one bucket
+            before, whole, after = [(max(starts[a], i0), min(ends[a], i1))], (a, a), []
+        else:
+            before = [(i0, ends[a])] if cut_a else []
+            after = [(starts[b - 1], i1)] if cut_b else []
+            whole = (a + cut_a, b - cut_b)
+        for lo, hi in before:
+            parts[loc.name].append(_edge(t, v, lo, hi, width, level))
+        if whole[1] > whole[0]:
+            parts[loc.name].append((keys[whole[0]:whole[1]], stats[:, whole[0]:whole[1]]))
+        for lo, hi in after:
+            parts[loc.name].append(_edge(t, v, lo, hi, width, level))
+        kinds.setdefault(loc.name, kind)
 
     def _raw(self, loc, start, end):
         samples = self.provider_samples(loc.path, loc.provider)
@@ -320,22 +420,7 @@ class Archive:
             self._rolled(names, start, end, width, level, parts, texts, kinds)
         else:
             self._pieces(names, start, end, width, level, parts, texts, kinds)
-        out = {}
-        for name, pieces in parts.items():
-            keys = np.concatenate([p[0] for p in pieces])
-            stats = np.concatenate([p[1] for p in pieces], axis=1)
-            if np.any(keys[1:] < keys[:-1]):  # overlapping files: order by bucket, then time
-                order = np.lexsort((stats[T_FIRST], keys))
-                keys, stats = keys[order], stats[:, order]
-            _, merged = m4_merge(keys, stats[:, None, :])
-            t, v = extreme_points(merged[:, 0])
-            out[name] = (t, restore_type(v, kinds.get(name)))
-        for name, pieces in texts.items():
-            t, v = _join(pieces)
-            keep = m4_indices(t, v, width)
-            out[name] = (t[keep], v[keep])
-        return out
-
+        return _points(parts, texts, kinds, width)
 
     def _pieces(self, names, start, end, width, level, parts, texts, kinds):
         """Pieces of ``[start, end]`` from each file: its summary buckets,
@@ -348,16 +433,8 @@ class Archive:
             if newest.get(loc.name) != loc.feed_id:
                 piece = _summary_part(summaries.get(loc.feed_id, {}), loc.field, start, end, width, level)
             if piece is None:
-                raw = self._raw(loc, start, end)
-                if raw is None:
-                    continue
-                t, v = raw
-                v = np.asarray(v)
-                if v.dtype.kind not in "fiub":
-                    texts[loc.name].append(raw)
-                    continue
-                stats = sample_stats(t, v.astype(np.float64)[None, :])[:, 0]
-                piece = (answer_keys(t, width, level), stats, v.dtype.kind)
+                self._tile_parts(loc, start, end, width, parts, texts, kinds, level)
+                continue
             if piece[1].shape[1]:
                 parts[loc.name].append(piece[:2])
                 kinds.setdefault(loc.name, piece[2])
@@ -372,35 +449,65 @@ class Archive:
         limits = {name: min(last, math.floor(loc.start / 1e6 / level)) for name, loc in self.newest(names).items()}
         rolled = self.rolled(list(limits), level, first, max(limits.values(), default=first))
         before = np.nextafter(first * level, -np.inf)
-        uncovered = defaultdict(list)
+        uncovered, whole = defaultdict(list), []
         for name, stop in limits.items():
             rest = []  # [lo, hi] ranges the files must answer
             if stop <= first:
                 rest.append((start, end))
             else:
                 rest.append((start, before))
-                keys, stats, kind = [], [], None
                 for chunk in range(first // CHUNK_BUCKETS, (stop - 1) // CHUNK_BUCKETS + 1):
                     summary = rolled.get((name, chunk))
                     if summary is None:
                         lo, hi = max(first, chunk * CHUNK_BUCKETS), min(stop, (chunk + 1) * CHUNK_BUCKETS)
                         rest.append((lo * level, np.nextafter(hi * level, -np.inf)))
                         continue
-                    keys.append(summary.keys(level))
-                    stats.append(next(iter(summary.fields.values())))  # one field, under its short name
-                    kind = kind or next(iter(summary.kinds.values()), "f")
-                if keys:
-                    keys, stats = np.concatenate(keys), np.concatenate(stats, axis=1)
+                    kinds.setdefault(name, next(iter(summary.kinds.values()), "f"))
+                    if first <= chunk * CHUNK_BUCKETS and (chunk + 1) * CHUNK_BUCKETS <= stop:
+                        whole.append((name, chunk, summary))
+                        continue
+                    keys = summary.keys(level)
+                    stats = next(iter(summary.fields.values()))  # one field, under its short name
                     a, b = np.searchsorted(keys, first, side="left"), np.searchsorted(keys, stop, side="left")
                     if b > a:
                         parts[name].append((np.floor((keys[a:b] + 0.5) * level / width), stats[:, a:b]))
-                        kinds.setdefault(name, kind)
                 rest.append((stop * level, end))
             for lo, hi in rest:
                 if hi >= lo:
                     uncovered[(lo, hi)].append(name)
+        for (name, _), tile in self._rolled_tiles(whole, level, width).items():
+            parts[name].append(tile)
         for (lo, hi), group in uncovered.items():  # names of one provider share their ranges
             self._pieces(group, lo, hi, width, level, parts, texts, kinds)
+
+    def _rolled_tiles(self, whole, level: int, width: float) -> dict:
+        """``{(name, chunk): (keys, stats)}``: whole rollup chunks (``(name,
+        chunk, Summary)``) merged into answer buckets of ``width``, cached
+        like the chunks (until the index changes), so a month-long panel
+        merges a few dozen buckets per chunk, not a thousand. The chunks
+        not cached yet are merged together, in one pass."""
+        generation = self.generation()
+        out, todo = {}, []
+        for name, chunk, summary in whole:
+            cached = self.cache.get(("rolltile", generation, name, level, chunk, width))
+            if cached is None:
+                todo.append((name, chunk, summary))
+            else:
+                out[(name, chunk)] = cached
+        if not todo:
+            return out
+        keys = [np.floor((summary.keys(level) + 0.5) * level / width) for _, _, summary in todo]
+        labels = np.concatenate([np.full(len(k), i) for i, k in enumerate(keys)])
+        keys = np.concatenate(keys)
+        stats = np.concatenate([next(iter(summary.fields.values())) for _, _, summary in todo], axis=1)
+        starts = np.concatenate(([0], np.flatnonzero((keys[1:] != keys[:-1]) | (labels[1:] != labels[:-1])) + 1))
+        merged_keys, merged = m4_merge(keys, stats[:, None, :], starts=starts)
+        bounds = np.searchsorted(labels[starts], np.arange(len(todo) + 1), side="left")
+        for i, (name, chunk, _) in enumerate(todo):
+            tile = (merged_keys[bounds[i]:bounds[i + 1]], merged[:, 0, bounds[i]:bounds[i + 1]])
+            self.cache.put(("rolltile", generation, name, level, chunk, width), tile)
+            out[(name, chunk)] = tile
+        return out
 
     def rolled(self, names, level: int, first: int, last: int) -> dict:
         """``{(name, chunk): Summary}`` of the rollups holding buckets
@@ -454,10 +561,67 @@ def _summary_part(blocks: dict, field: str, start: float, end: float, width: flo
     return None
 
 
-def _reduced(part, width: float):
-    t, v = part
-    keep = m4_indices(t, v, width)
-    return t[keep], v[keep]
+def _tiles(samples: dict, width: float, level: int | None) -> dict:
+    """``{field: (keys, stats, first sample index of each bucket, kind)}``
+    of one provider's file; fields sharing a timeline (one block) are
+    bucketed in one pass. Strings get ``(None, None, None, kind)``."""
+    out, blocks = {}, defaultdict(list)
+    for name, (t, v) in samples.items():
+        kind = np.asarray(v).dtype.kind
+        if kind in "fiub":
+            blocks[id(t)].append(name)
+        else:
+            out[name] = (None, None, None, kind)
+    for names in blocks.values():
+        t = samples[names[0]][0]
+        keys = answer_keys(t, width, level)
+        starts = group_starts(keys)
+        matrix = np.vstack([np.asarray(samples[n][1], dtype=np.float64) for n in names])
+        _, stats = m4_merge(keys, sample_stats(t, matrix))
+        for i, name in enumerate(names):
+            out[name] = (keys[starts], stats[:, i], starts, np.asarray(samples[name][1]).dtype.kind)
+    return out
+
+
+def _edge(t, v, lo: int, hi: int, width: float, level: int | None = None):
+    """``(keys, stats)`` of samples ``lo:hi`` of one field."""
+    stats = sample_stats(t[lo:hi], np.asarray(v[lo:hi], dtype=np.float64)[None, :])
+    keys, stats = m4_merge(answer_keys(t[lo:hi], width, level), stats)
+    return keys, stats[:, 0]
+
+
+def _points(parts, texts, kinds, width: float) -> dict:
+    """``{name: (t, values)}`` from pieces of bucket statistics ``(keys,
+    stats)`` (each bucket's first minimum and maximum, merged across pieces
+    of one bucket) and from strings' samples (each bucket's first and last).
+    Every name is merged in one pass: per-call costs, not samples, dominate
+    a panel's few thousand buckets."""
+    out = {}
+    names = list(parts)
+    keys, stats, labels = [], [], []
+    for i, name in enumerate(names):
+        k = np.concatenate([p[0] for p in parts[name]])
+        s = np.concatenate([p[1] for p in parts[name]], axis=1)
+        if np.any(k[1:] < k[:-1]):  # overlapping files: order by bucket, then time
+            order = np.lexsort((s[T_FIRST], k))
+            k, s = k[order], s[:, order]
+        keys.append(k)
+        stats.append(s)
+        labels.append(np.full(len(k), i))
+    if names:
+        keys, stats, labels = np.concatenate(keys), np.concatenate(stats, axis=1), np.concatenate(labels)
+        starts = np.flatnonzero((keys[1:] != keys[:-1]) | (labels[1:] != labels[:-1])) + 1
+        starts = np.concatenate(([0], starts))
+        _, merged = m4_merge(keys, stats[:, None, :], starts=starts)
+        t, v, owner = extreme_points(merged[:, 0], groups=labels[starts])
+        bounds = np.searchsorted(owner, np.arange(len(names) + 1), side="left")
+        for i, name in enumerate(names):
+            out[name] = (t[bounds[i]:bounds[i + 1]], restore_type(v[bounds[i]:bounds[i + 1]], kinds.get(name)))
+    for name, pieces in texts.items():
+        t, v = _join(pieces)
+        keep = m4_indices(t, v, width)
+        out[name] = (t[keep], v[keep])
+    return out
 
 
 def _join(parts):
@@ -618,6 +782,7 @@ def _warm_up(archive: Archive):
             for level in LEVELS:
                 width = level * MIN_BUCKETS_PER_ANSWER
                 archive.panel([name], t - 1000 * width, t, width / 2)
+        archive.prefetch(list(kinds), PREFETCH_SECONDS, PREFETCH_SHARE)
     except Exception as exc:
         if not unavailable(exc):
             raise

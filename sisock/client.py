@@ -16,6 +16,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+from autobahn.wamp.exception import ApplicationError
 from twisted.internet import threads
 
 from sisock import contract
@@ -110,16 +111,24 @@ class Client:
         return self.call(contract.get_data_procedure(node), contract.field_list(fields), start, end, min_stride)
 
     def data(self, node: str, fields, start: float, end: float, min_stride=None) -> dict[str, Series]:
-        """``{field: Series(t, values)}`` as numpy arrays; fields without data are left out."""
+        """``{field: Series(t, values)}`` as numpy arrays; fields without data
+        are left out. Asked packed (numbers as bytes, several times faster to
+        move) where the node registers it, plainly otherwise."""
         fields = contract.field_list(fields)
         info, _ = self.fields(node, 1, 0)
-        reply = self.get_data(node, fields, start, end, min_stride)
+        try:
+            reply = self.call(contract.get_data_packed_procedure(node), fields, start, end, min_stride)
+        except ApplicationError as exc:
+            if exc.error != contract.NO_SUCH_PROCEDURE:
+                raise
+            reply = self.get_data(node, fields, start, end, min_stride)
         if reply is False:
             raise ValueError(f"{node} refused the request: it asks for more data than it ships at once")
         out = {}
         for name in fields:
-            values = reply["data"].get(name) or []
+            values = contract.unpack(reply["data"].get(name))
             tl = reply["timeline"].get((info.get(name) or {}).get("timeline"))
-            if values and tl is not None:
-                out[name] = Series(np.asarray(tl["t"], dtype=np.float64), np.asarray(values))
+            if values is not None and len(values) and tl is not None:
+                # Copies: unpacked arrays are views of the received bytes, read-only.
+                out[name] = Series(np.array(contract.unpack(tl["t"]), dtype=np.float64), np.array(values))
         return out

@@ -201,7 +201,7 @@ def sample_stats(t: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return out
 
 
-def m4_merge(keys: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def m4_merge(keys: np.ndarray, stats: np.ndarray, starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge consecutive buckets (or samples) with equal ``keys``.
 
     ``stats`` is ``(len(STATS), fields, buckets)`` in time order; ``keys``
@@ -209,12 +209,14 @@ def m4_merge(keys: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Counts and sums add up; first and last are those of the first and last
     bucket holding samples; min and max are the extremes, with the time of
     their first occurrence. Returns ``(keys of the merged buckets, stats)``.
+    ``starts`` (the first bucket of each merged one) replaces the keys'
+    own runs, for callers merging several series in one pass.
     """
     nb = stats.shape[2]
     fields = stats.shape[1]
     if nb == 0:
         return keys[:0], stats[:, :, :0]
-    starts = group_starts(keys)
+    starts = group_starts(keys) if starts is None else starts
     sizes = np.diff(np.append(starts, nb))
     positions = np.arange(nb)
     has = stats[N] > 0
@@ -240,10 +242,11 @@ def m4_merge(keys: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return keys[starts], out
 
 
-def extreme_points(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def extreme_points(stats: np.ndarray, groups: np.ndarray | None = None):
     """``(t, values)`` of one field's buckets (``stats`` of shape
     ``(len(STATS), buckets)``): each bucket's minimum and maximum sample in
-    time order, once when they are the same sample; empty buckets give none."""
+    time order, once when they are the same sample; empty buckets give none.
+    With ``groups`` (one label per bucket), ``(t, values, label of each point)``."""
     t = np.column_stack([stats[T_MIN], stats[T_MAX]])
     v = np.column_stack([stats[MIN], stats[MAX]])
     swap = t[:, 1] < t[:, 0]
@@ -251,4 +254,6 @@ def extreme_points(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     v[swap] = v[swap][:, ::-1]
     keep = ~np.isnan(t)
     keep[:, 1] &= t[:, 1] != t[:, 0]
+    if groups is not None:
+        return t[keep], v[keep], np.repeat(groups, 2).reshape(-1, 2)[keep]
     return t[keep], v[keep]

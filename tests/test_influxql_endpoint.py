@@ -259,6 +259,13 @@ def test_statement_errors_stop_the_query(stack, bridge):
     assert results[0]["error"] == "undefined function nonsense()"
     (result,) = _query(stack, 'SHOW MEASUREMENTS ON "not_there"')
     assert result == {"statement_id": 0, "error": "database not found: not_there"}
+    for q, words in (('SELECT mean("x") FROM "m" GROUP BY time(0s)', "positive interval"),
+                     ('SELECT mean("x") FROM "m" GROUP BY time(-1m)', "positive interval"),
+                     ("SELECT mean(\"x\") FROM \"m\" tz('Europe/Paris')", "tz('Europe/Paris') is not supported"),
+                     ('SELECT "x" FROM "m" fill(none)', "fill(none) must be used with a function")):
+        (result,) = _query(stack, q)
+        assert words in result["error"], q
+    assert _query(stack, ";") == []
 
 
 def test_answers_too_large_are_statement_errors(stack, g3):
@@ -323,3 +330,32 @@ def test_generated_influxdb_dashboard_queries_answer(stack, g3):
         assert sum(v is not None for _t, v in series["values"]) > 50
         seen.add((target["measurement"], target["select"][0][0]["params"][0]))
     assert seen == {(THERM, "ch1_t"), (THERM, "ch2_t"), (THERM, "ch3_t"), (GAUGE, "p_main"), (GAUGE, "p_aux")}
+
+
+# -- authentication -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def authed_bridge(stack, client, weather):
+    from test_http_auth import PASSWORD, USER, _start_bridge
+
+    proc, url = _start_bridge(stack, "http-auth-influxql", {"HTTP_AUTH_USER": USER, "HTTP_AUTH_PASSWORD": PASSWORD})
+    yield url, USER, PASSWORD
+    proc.stop()
+
+
+def test_influxdb_credentials_as_url_parameters_or_basic_auth(authed_bridge):
+    url, user, password = authed_bridge
+    q = {"q": "SHOW MEASUREMENTS", "db": "ocs_feeds"}
+
+    def get(path="/influxdb/query", **kw):
+        return requests.get(url + path, timeout=20, **kw)
+
+    assert get(params=q).status_code == 401
+    assert get(params={**q, "u": user, "p": password + "x"}).status_code == 401
+    assert get(params={**q, "u": user + "x", "p": password}).status_code == 401
+    ok = get(params={**q, "u": user, "p": password})
+    assert ok.status_code == 200 and "apex_archive" in str(ok.json())
+    assert get(params=q, auth=(user, password)).status_code == 200
+    assert get("/influxdb/ping").status_code == 204  # InfluxDB's health check stays open
+    # u/p are InfluxDB's convention: the bridge's other routes want the header.
+    assert get("/api/v1/nodes", params={"u": user, "p": password}).status_code == 401

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import zoneinfo
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
@@ -65,8 +66,17 @@ def _int(token) -> int:
 @v_args(inline=True)
 class _Build(Transformer):
     # -- top level -------------------------------------------------------
-    def start(self, *stmts):
-        return list(stmts)
+    def start(self, *items):
+        stmts, after_statement = [], False
+        for item in items:
+            if isinstance(item, Token) and item.type == "SEMI":
+                after_statement = False
+                continue
+            if after_statement:
+                raise ParseError("found a statement after another without a ';' between them")
+            stmts.append(item)
+            after_statement = True
+        return stmts
 
     # -- SELECT ------------------------------------------------------------
     def select(self, fields, sources, *clauses):
@@ -132,10 +142,14 @@ class _Build(Transformer):
         return out
 
     def time_dimension(self, interval, offset=None):
-        ns = duration_ns(interval)
-        if ns <= 0:
-            raise ParseError("group by interval must be > 0")
-        return ("time", (ns, 0 if offset is None else offset))
+        # A zero or negative interval parses, as in InfluxDB: the statement fails when run.
+        return ("time", (interval, 0 if offset is None else offset))
+
+    def interval_arg(self, token):
+        return duration_ns(token)
+
+    def negative_interval(self, token):
+        return -duration_ns(token)
 
     def offset_arg(self, token):
         return duration_ns(token)
@@ -178,6 +192,14 @@ class _Build(Transformer):
 
     def order_bare(self, direction=None):
         return {"descending": direction is not None and str(direction).upper() == "DESC"}
+
+    def tz(self, token):
+        name = _unescape(str(token)[1:-1], _STRING_ESCAPES)
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ParseError(f"unable to find time zone {name}") from None
+        return {"tz": name}
 
     def limit(self, n):
         return {"limit": _int(n)}

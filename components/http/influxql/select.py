@@ -22,6 +22,9 @@ from .catalog import Catalog
 from .conditions import QueryError
 from .fetch import Reader
 
+#: Zones whose buckets and times are UTC's: ``tz()`` naming them changes nothing.
+UTC_ZONES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal")
+
 
 @dataclass
 class Context:
@@ -272,6 +275,12 @@ class SelectRun:
         bare = [n for f in fields for n in _refs(f.expr, [])]
         if calls and bare:
             raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+        if stmt.interval is not None and stmt.interval <= 0:
+            raise QueryError("GROUP BY time() needs a positive interval")
+        if stmt.tz is not None and stmt.tz not in UTC_ZONES:
+            raise QueryError(f"tz('{stmt.tz}') is not supported: answers are in UTC (drop tz() or use tz('UTC'))")
+        if not calls and stmt.fill.kind in ("none", "linear"):
+            raise QueryError(f"fill({stmt.fill.kind}) must be used with a function")
         if not calls and stmt.interval:
             raise QueryError("GROUP BY requires at least one aggregate function")
         if not fields:

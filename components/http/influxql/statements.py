@@ -104,6 +104,8 @@ class Select:
     offset: int = 0
     slimit: int = 0
     soffset: int = 0
+    #: ``tz('...')``: the zone name, None when not given
+    tz: str | None = None
 
 
 @dataclass(frozen=True)
