@@ -236,6 +236,37 @@ def _edge_cases() -> list[Case]:
         "GROUP BY time(10m)",
         f'SELECT mean("ch1_t") FROM "{DATABASE}"."autogen"."{THERM}" WHERE {tf} GROUP BY time(10m)',
     ]
+    # What Grafana's builder adds on top (math, transformations, percentile, OR'd tags), and what
+    # raw-mode users write (field conditions, several measurements, wildcards, paging the buckets).
+    g = "GROUP BY time(5m) fill(null)"
+    statements += [
+        f'SELECT mean("ch1_t") * 2 FROM "{THERM}" WHERE {tf} {g}',
+        f'SELECT mean("p_main") / 100 + 1 FROM "{GAUGE}" WHERE {tf} {g}',
+        f'SELECT percentile("ch2_t", 95) FROM "{THERM}" WHERE ("feed" = \'temperatures\') AND {tf} {g}',
+        f'SELECT derivative(mean("p_main"), 1s) FROM "{GAUGE}" WHERE {tf} {g}',
+        f'SELECT non_negative_derivative(max("x"), 1m) FROM "{FAST}" WHERE {tf} {g}',
+        f'SELECT difference(last("y")) FROM "{FAST}" WHERE {tf} {g}',
+        f'SELECT moving_average(mean("ch3_t"), 3) FROM "{THERM}" WHERE {tf} {g}',
+        f'SELECT cumulative_sum(count("ch3_t")) FROM "{THERM}" WHERE {tf} {g}',
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE ("feed" = \'temperatures\' OR "feed" = \'diagnostics\') '
+        f"AND {tf} {g}",
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE ("feed" !~ /^temp/) AND {tf} {g}',
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE ("feed" <> \'diagnostics\') AND {tf} {g}',
+        f'SELECT "ch1_t" FROM "{THERM}" WHERE "ch1_t" > 500 AND {t_all}',
+        f'SELECT count("ch1_t") FROM "{THERM}" WHERE "ch1_t" < 18.75 AND {tf} GROUP BY time(10m) fill(0)',
+        f'SELECT mean("ch1_t"), mean("p_main") FROM "{THERM}", "{GAUGE}" WHERE {tf} GROUP BY time(20m) fill(null)',
+        f'SELECT mean(*) FROM "{GAUGE}" WHERE {tf} GROUP BY time(20m) fill(null)',
+        f'SELECT last(*) FROM "{THERM}" WHERE {tf} GROUP BY "feed"',
+        f'SELECT max("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY *',
+        f'SELECT max("ch1_t"), "ch2_t" FROM "{THERM}" WHERE ("feed" = \'temperatures\') AND {tf}',
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY time(10m) fill(null) ORDER BY time DESC',
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY time(1m) fill(null) LIMIT 5 OFFSET 3',
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY time(10m), "feed" fill(null) SLIMIT 1',
+        f'SELECT "x" FROM "{FAST}" WHERE {tf} LIMIT 3 OFFSET 5',
+        f'SELECT count(distinct("state")) FROM "{TYPED}" WHERE time >= {ms(TYPED_START)}ms GROUP BY time(30m)',
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY time(10m) fill(null) tz(\'UTC\')',
+        f'SELECT mean("ch1_t") AS "T" FROM "{THERM}" WHERE {tf} GROUP BY time(30m), "feed" fill(none)',
+    ]
     out = [Case(q) for q in statements]
     # Several statements in one request (Grafana sends a panel's queries joined by ';').
     out.append(Case(";".join([
@@ -292,6 +323,14 @@ def _show_cases() -> list[Case]:
         'SHOW TAG VALUES FROM /observatory/ WITH KEY = "feed"',
         'SHOW TAG VALUES WITH KEY = "feed" LIMIT 2',
         "SHOW RETENTION POLICIES",
+        f'SHOW FIELD KEYS ON "{DATABASE}" FROM "{GAUGE}"',
+        'SHOW TAG VALUES WITH KEY = "feed" WHERE "feed" =~ /^t/',
+        f"SHOW TAG VALUES FROM \"{THERM}\" WITH KEY = \"feed\" WHERE \"feed\" != 'diagnostics'",
+        "SHOW MEASUREMENTS WHERE \"feed\" = 'pressures'",
+        'SHOW MEASUREMENTS WITH MEASUREMENT =~ /^observatory\\.(therm|fast)/',
+        "SHOW SERIES",
+        f'SHOW SERIES FROM "{THERM}"',
+        "SHOW TAG KEYS LIMIT 2",
         f'SHOW RETENTION POLICIES ON "{DATABASE}"',
         f"SHOW RETENTION POLICIES ON {DATABASE}",
     ]
