@@ -92,7 +92,10 @@ class FeedBuffer:
                 key = str(own.get("_field") or channel)
                 tags = {str(k): str(v) for k, v in own.items() if k != "_field"}
             tags.update(shared)  # the publisher's shared tags win over a field's own
-        return {"measurement": measurement, "tags": tags, "field": key}
+        # ``source``: the channel's OCS name, as the g3 archive of the same
+        # feed names it, so the bridge shows both in the same layout.
+        source = f"{address}.feeds.{tags['feed']}.{channel}"
+        return {"measurement": measurement, "tags": tags, "field": key, "source": source}
 
     def _take_block(self, key, block, feed=None):
         if not isinstance(block, dict):

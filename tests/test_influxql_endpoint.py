@@ -359,3 +359,82 @@ def test_influxdb_credentials_as_url_parameters_or_basic_auth(authed_bridge):
     assert get("/influxdb/ping").status_code == 204  # InfluxDB's health check stays open
     # u/p are InfluxDB's convention: the bridge's other routes want the header.
     assert get("/api/v1/nodes", params={"u": user, "p": password}).status_code == 401
+
+
+# -- a live feed from a real OCS agent -------------------------------------------------
+
+LIVE_ID = "fake-influxql1"
+
+
+@pytest.fixture(scope="module")
+def live(stack, client, bridge, tmp_path_factory):
+    """The ocs package's FakeDataAgent publishing on the router (with its
+    ``influxdb_tags``) and a data-feed server following it."""
+    from sisock.components.ocs_site import AgentSpec
+
+    from ocs_fixtures import OcsSite
+
+    site = OcsSite(stack, tmp_path_factory.mktemp("influxql-ocs"),
+                   [AgentSpec(LIVE_ID, "FakeDataAgent", ["--mode", "acq", "--num-channels", "2",
+                                                         "--sample-rate", "5", "--frame-length", "2"])])
+    feed = stack.proc("feed-influxql", "sisock-data-feed-server",
+                      env={"TARGET": LIVE_ID, "FEED": "false_temperatures", "NAME": "fake_live",
+                           "DESCRIPTION": "FakeDataAgent live feed"}).start()
+    site.start(LIVE_ID)
+    try:
+        wait_for(lambda: "fake_live" in node_names(client), 30, "the data-feed server to register")
+
+        def listed():
+            (result,) = _query(stack, 'SHOW TAG VALUES FROM "FakeDataAgent" WITH KEY = "channel"')
+            return len(result.get("series", [{}])[0].get("values", [])) == 2
+
+        wait_for(listed, 90, "the bridge to list the live feed's channels")
+        yield client
+    finally:
+        site.stop()
+        feed.stop()
+
+
+def test_a_live_feed_with_influxdb_tags_in_the_publishers_layout(stack, live):
+    (result,) = _query(stack, 'SHOW FIELD KEYS FROM "FakeDataAgent"')
+    assert result["series"] == [{"name": "FakeDataAgent", "columns": ["fieldKey", "fieldType"],
+                                 "values": [["temperature", "float"]]}]
+    (result,) = _query(stack, 'SHOW TAG KEYS FROM "FakeDataAgent"')
+    assert result["series"][0]["values"] == [["address_root"], ["channel"], ["feed"], ["instance_id"]]
+    (result,) = _query(stack, 'SHOW TAG VALUES FROM "FakeDataAgent" WITH KEY IN ("instance_id", "feed")')
+    assert result["series"][0]["values"] == [["feed", "false_temperatures"], ["instance_id", LIVE_ID]]
+
+    import time
+
+    end = time.time() - 1
+    start = end - 20
+    raw = live.data("fake_live", ["channel_00", "channel_01"], start, end)
+    q = (f'SELECT count("temperature"), mean("temperature"), last("temperature") FROM "FakeDataAgent" '
+         f"WHERE \"instance_id\" = '{LIVE_ID}' AND time >= {int(start * 1e9)} AND time <= {int(end * 1e9)} "
+         'GROUP BY "channel"')
+    (result,) = _query(stack, q, epoch="ns")
+    series = {s["tags"]["channel"]: s for s in result["series"]}
+    assert sorted(series) == ["0", "1"]
+    for channel, name in (("0", "channel_00"), ("1", "channel_01")):
+        t_ns = (raw[name].t * 1e9).astype(np.int64)
+        keep = (t_ns >= int(start * 1e9)) & (t_ns <= int(end * 1e9))
+        values = raw[name].values[keep]
+        assert len(values) > 20
+        (row,) = series[channel]["values"]
+        assert row[0] == int(start * 1e9) and row[1] == len(values)
+        assert row[2] == pytest.approx(float(values.mean()), rel=1e-12) and row[3] == float(values[-1])
+
+
+def test_percentile_is_the_nearest_rank_sample(stack, g3):
+    a, b = START + 30, START + 1900
+    t_ns, v = _truth(g3, "ch1_t")
+    have = _buckets(t_ns, v, int(a) * NS, int(b) * NS, 600 * NS)
+    q = f'SELECT percentile("ch1_t", 90) FROM "{THERM}" WHERE time >= {int(a)}s and time <= {int(b)}s'
+    (series,) = _query(stack, q + " GROUP BY time(10m) fill(none)", epoch="s")[0]["series"]
+    want = [[k // NS, sorted(xs)[int(np.floor(len(xs) * 0.9 + 0.5)) - 1]] for k, xs in sorted(have.items())]
+    assert series["columns"] == ["time", "percentile"] and series["values"] == want
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]  # a selector: the sample's own time
+    keep = (t_ns >= int(a) * NS) & (t_ns <= int(b) * NS)
+    order = np.argsort(v[keep], kind="stable")
+    i = int(np.floor(keep.sum() * 0.9 + 0.5)) - 1
+    assert series["values"] == [[int(t_ns[keep][order[i]]), float(v[keep][order[i]])]]

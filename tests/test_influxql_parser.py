@@ -262,3 +262,15 @@ def test_answer_body_converts_only_time_columns():
     assert answer.body(results, None) == (b'{"results":[{"statement_id":0,"series":[{"name":"m","columns":["time",'
                                           b'"mean"],"values":[["2023-11-14T22:13:20Z",1.5]]}]},{"statement_id":1,'
                                           b'"series":[{"name":"measurements","columns":["name"],"values":[["m"]]}]}]}')
+
+
+def test_archived_channels_take_the_layout_their_live_feed_states():
+    tagged = {"influxdb": {"measurement": "FakeDataAgent", "field": "temperature",
+                           "tags": {"feed": "f", "channel": "0", "instance_id": "x", "address_root": "observatory"},
+                           "source": "observatory.x.feeds.f.channel_00"}}
+    catalog = Catalog([("g3_reader", "observatory.x.feeds.f.channel_00", {}), ("x_live", "channel_00", tagged),
+                       ("g3_reader", "observatory.x.feeds.f.channel_01", {})])
+    assert catalog.measurements() == ["FakeDataAgent", "observatory.x"]
+    ((tags, columns),) = catalog.series_of("FakeDataAgent").items()
+    assert dict(tags)["channel"] == "0" and {c.node for c in columns} == {"g3_reader", "x_live"}
+    assert catalog.field_keys("observatory.x") == {"channel_01": "float"}  # no live layout known for it

@@ -7,8 +7,9 @@ writes an agent's feed ``observatory.<instance>.feeds.<feed>`` as measurement
 The g3-reader names its fields ``observatory.<instance>.feeds.<feed>.<channel>``
 (the aggregator's provider name and the channel), so the layout follows from
 the name alone. A data-feed server states the layout in each field's info
-(``influxdb``: measurement, tags, field), including the tagged layout a feed
-with ``influxdb_tags`` is published in. Every other data node is a
+(``influxdb``: measurement, tags, field, and the channel's OCS name as
+``source``), including the tagged layout a feed with ``influxdb_tags`` is
+published in; an archived channel of such a feed takes that layout too. Every other data node is a
 measurement of its own name whose fields are its fields, without tags.
 
 The same series may come from several nodes (an agent's archive and its
@@ -70,9 +71,18 @@ class Catalog:
     """Every column the bridge knows, indexed by measurement and series."""
 
     def __init__(self, rows):
+        rows = list(rows)
+        # A live feed states its layout (the tagged one when its agent sends
+        # ``influxdb_tags``); the archive of the same feed, which cannot know
+        # the tags, is shown in it too, so both are one series as in InfluxDB.
+        stated = {}
+        for _node, _field, info in rows:
+            layout_of = (info or {}).get("influxdb")
+            if isinstance(layout_of, dict) and layout_of.get("source"):
+                stated.setdefault(layout_of["source"], {"influxdb": layout_of})
         self.columns: list[Column] = []
         for node, field, info in rows:
-            measurement, tags, key = locate(node, field, info)
+            measurement, tags, key = locate(node, field, stated.get(field, info))
             self.columns.append(Column(node, field, measurement, tuple(sorted(tags.items())), key, _type(info)))
         self._by_measurement: dict[str, list[Column]] = {}
         for column in self.columns:

@@ -19,14 +19,14 @@ from sisock.downsample import group_starts
 #: Functions answered from the statistics.
 FROM_STATS = ("mean", "max", "min", "first", "last", "count", "sum", "spread")
 #: Functions needing every sample.
-FROM_SAMPLES = ("median", "stddev")
+FROM_SAMPLES = ("median", "stddev", "percentile")
 SUPPORTED = FROM_STATS + FROM_SAMPLES
 #: Functions whose result is a sample: its own time without GROUP BY time.
-SELECTORS = ("max", "min", "first", "last")
+SELECTORS = ("max", "min", "first", "last", "percentile")
 #: Functions that work on strings.
 FOR_STRINGS = ("first", "last", "count")
 #: InfluxQL functions this server does not compute (a clear refusal, not "undefined").
-KNOWN = ("mode", "percentile", "distinct", "integral", "top", "bottom", "sample",
+KNOWN = ("mode", "distinct", "integral", "top", "bottom", "sample",
          "derivative", "non_negative_derivative", "difference", "non_negative_difference",
          "moving_average", "cumulative_sum", "elapsed", "holt_winters", "holt_winters_with_fit")
 _TIMES = ("t_first", "t_last", "t_min", "t_max")
@@ -129,24 +129,40 @@ def _plain(values) -> list:
 plain = _plain
 
 
-def _stddev(values: np.ndarray):
+def _stddev(t_ns: np.ndarray, values: np.ndarray, _arg):
     """The sample standard deviation; null for fewer than two samples."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return (float(np.std(values, ddof=1)), None) if len(values) > 1 else (None, None)
 
 
-_OF_SAMPLES = {"median": lambda values: float(np.median(values)), "stddev": _stddev}
+def _median(t_ns: np.ndarray, values: np.ndarray, _arg):
+    return float(np.median(values)), None
+
+
+def _percentile(t_ns: np.ndarray, values: np.ndarray, percentile: float):
+    """InfluxDB's nearest-rank percentile, a sample (with its time); none
+    when the rank falls outside the bucket's samples."""
+    i = int(np.floor(len(values) * percentile / 100.0 + 0.5)) - 1
+    if i < 0 or i >= len(values):
+        return _NOTHING, None
+    order = np.argsort(values, kind="stable")
+    return float(values[order[i]]), int(t_ns[order[i]])
+
+
+_NOTHING = object()
+_OF_SAMPLES = {"median": _median, "stddev": _stddev, "percentile": _percentile}
 
 
 def of_samples(name: str, t_ns: np.ndarray, values: np.ndarray, interval_ns: int | None, offset_ns: int,
-               start_ns: int) -> tuple[np.ndarray, list]:
-    """``median`` (the mean of the middle two for an even count) or
-    ``stddev`` per bucket of raw samples (ns times, ascending), as InfluxDB
-    computes them."""
+               start_ns: int, arg=None) -> tuple[np.ndarray, list, np.ndarray]:
+    """``median`` (the mean of the middle two for an even count), ``stddev``
+    or ``percentile`` per bucket of raw samples (ns times, ascending), as
+    InfluxDB computes them: ``(bucket starts, values, times)``, the times
+    being the selected samples' for ``percentile``."""
     values = np.asarray(values, dtype=np.float64)
     keep = ~np.isnan(values)
     t_ns, values = t_ns[keep], values[keep]
     if not len(t_ns):
-        return np.zeros(0, np.int64), []
+        return np.zeros(0, np.int64), [], np.zeros(0, np.int64)
     if interval_ns is None:
         buckets = np.full(len(t_ns), start_ns, dtype=np.int64)
     else:
@@ -154,8 +170,15 @@ def of_samples(name: str, t_ns: np.ndarray, values: np.ndarray, interval_ns: int
     starts = group_starts(buckets)
     ends = np.append(starts[1:], len(buckets))
     reduce = _OF_SAMPLES[name]
-    out = [reduce(values[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-    return buckets[starts], out
+    out_buckets, out, times = [], [], []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        value, t = reduce(t_ns[a:b], values[a:b], arg)
+        if value is _NOTHING:
+            continue
+        out_buckets.append(int(buckets[a]))
+        out.append(value)
+        times.append(int(buckets[a]) if t is None else t)
+    return np.asarray(out_buckets, dtype=np.int64), out, np.asarray(times, dtype=np.int64)
 
 
 def buckets_of(t_ns: np.ndarray, interval_ns: int, offset_ns: int) -> np.ndarray:

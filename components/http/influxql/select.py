@@ -129,14 +129,14 @@ def expand(fields, measurements, catalog: Catalog, dimensions: set[str]) -> list
             if isinstance(expr, st.RegexRef):
                 names = [n for n in names if expr.pattern.search(n)]
             out.extend(st.SelectField(st.VarRef(n)) for n in names)
-        elif isinstance(expr, st.Call) and len(expr.args) == 1 and isinstance(expr.args[0], (st.Wildcard, st.RegexRef)):
+        elif isinstance(expr, st.Call) and expr.args and isinstance(expr.args[0], (st.Wildcard, st.RegexRef)):
             arg = expr.args[0]
             keys = [k for k in sorted(field_keys) if isinstance(arg, st.Wildcard) or arg.pattern.search(k)]
             if expr.name not in functions.FOR_STRINGS:
                 keys = [k for k in keys if field_keys[k] != "string"]
             for key in keys:
-                out.append(st.SelectField(st.Call(expr.name, (st.VarRef(key),)), f.alias and f"{f.alias}_{key}"
-                                          or f"{expr.name}_{key}"))
+                out.append(st.SelectField(st.Call(expr.name, (st.VarRef(key), *expr.args[1:])),
+                                          f.alias and f"{f.alias}_{key}" or f"{expr.name}_{key}"))
         else:
             out.append(f)
     return out
@@ -148,10 +148,14 @@ def _check_call(call: st.Call):
             raise QueryError(f"{call.name}() is not supported by this server; "
                              f"use one of {', '.join(functions.SUPPORTED)}")
         raise QueryError(f"undefined function {call.name}()")
-    if len(call.args) != 1:
-        raise QueryError(f"invalid number of arguments for {call.name}, expected 1, got {len(call.args)}")
+    expected = 2 if call.name == "percentile" else 1
+    if len(call.args) != expected:
+        raise QueryError(f"invalid number of arguments for {call.name}, expected {expected}, got {len(call.args)}")
     if not isinstance(call.args[0], st.VarRef):
         raise QueryError(f"expected field argument in {call.name}()")
+    if expected == 2 and not (isinstance(call.args[1], st.Literal) and isinstance(call.args[1].value, (int, float))
+                              and not isinstance(call.args[1].value, bool)):
+        raise QueryError("expected float argument in percentile()")
 
 
 # -- sources and groups ------------------------------------------------------------
@@ -227,30 +231,35 @@ def _window(t: int, interval: int, offset: int) -> int:
     return (t - offset) // interval * interval + offset
 
 
-def _fill(kind: st.Fill, call: st.Call, times: list[int], have: dict[int, object]) -> list:
-    """One call's values at ``times`` (full bucket range), filled."""
+def _place(points, n: int, positions) -> list:
+    """A call's values at their rows (``positions`` of its bucket starts), None elsewhere."""
+    column = [None] * n
+    buckets, values = points[0], points[1]
+    for i, value in zip(positions(buckets), values, strict=True):
+        column[i] = value
+    return column
+
+
+def _fill(kind: st.Fill, call: st.Call, column: list) -> list:
+    """One call's column over the whole bucket range, its empty buckets filled."""
     fill = kind
     if fill.kind == "null" and call.name == "count":
         fill = st.Fill("number", 0)
-    out = []
+    if fill.kind == "null":
+        return column
+    if fill.kind == "number":
+        return [fill.value if v is None else v for v in column]
     if fill.kind == "linear":
-        known = [(i, have[t]) for i, t in enumerate(times) if t in have]
-        values = [have.get(t) for t in times]
+        known = [(i, v) for i, v in enumerate(column) if v is not None]
+        out = list(column)
         for (i0, v0), (i1, v1) in zip(known, known[1:], strict=False):
             for i in range(i0 + 1, i1):
-                values[i] = v0 + (v1 - v0) * (i - i0) / (i1 - i0)
-        return values
-    previous = None
-    for t in times:
-        if t in have:
-            previous = have[t]
-            out.append(previous)
-        elif fill.kind == "number":
-            out.append(fill.value)
-        elif fill.kind == "previous":
-            out.append(previous)
-        else:
-            out.append(None)
+                out[i] = v0 + (v1 - v0) * (i - i0) / (i1 - i0)
+        return out
+    out, previous = [], None
+    for v in column:  # previous
+        previous = v if v is not None else previous
+        out.append(previous)
     return out
 
 
@@ -379,6 +388,11 @@ class SelectRun:
             merged = self.reader.series_stats(list(cols), interval, offset)
             if merged is not None:
                 stats[cols] = merged
+        buckets = sum(len(s["bucket"]) for s in stats.values())
+        if buckets > self.ctx.max_points:  # judged before any row is built
+            raise QueryError(f"the answer would hold more than {self.ctx.max_points} values ({buckets} non-empty "
+                             "buckets), more than one answer may hold (MAX_ANSWER_POINTS); "
+                             "shorten the range or widen GROUP BY time()")
         out = []
         for group in groups:
             series = self._aggregate_group(group, stats, interval, offset)
@@ -397,8 +411,8 @@ class SelectRun:
             t_ns = np.concatenate([p[0] for p in parts])
             values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
             order = np.argsort(t_ns, kind="stable")
-            buckets, values = functions.of_samples(call.name, t_ns[order], values[order], interval, offset, 0)
-            return buckets, values, buckets
+            arg = call.args[1].value if len(call.args) > 1 else None
+            return functions.of_samples(call.name, t_ns[order], values[order], interval, offset, 0, arg)
         parts = []
         for _tags, cols in group.series:
             held = tuple(c for c in cols if c.key == key)
@@ -419,10 +433,11 @@ class SelectRun:
                 time_ns = int(points[self.calls[0]][2][0])
             known = {call: (p[1][0] if len(p[0]) else None) for call, p in points.items()}
             return self._series(group, [[time_ns, *[_value(f.expr, known) for f in self.fields]]])
-        have = {call: dict(zip(p[0].tolist(), p[1], strict=True)) for call, p in points.items()}
         if stmt.fill.kind == "none":
-            times = sorted(set().union(*[set(h) for h in have.values()]))
-            filled = {call: [have[call].get(t) for t in times] for call in self.calls}
+            times = sorted(set().union(*[set(p[0].tolist()) for p in points.values()]))
+            position = {t: i for i, t in enumerate(times)}
+            filled = [_place(points[call], len(times), lambda b: [position[t] for t in b.tolist()])
+                      for call in self.calls]
         else:
             if self.lo != st.MIN_TIME:
                 first = _window(self.lo, interval, offset)
@@ -430,13 +445,24 @@ class SelectRun:
                 first = min(int(p[0][0]) for p in points.values() if len(p[0]))
             last = _window(self.hi, interval, offset)
             times = list(range(first, last + 1, interval))
-            filled = {call: (_fill(stmt.fill, call, times, have[call]) if have[call] else [None] * len(times))
-                      for call in self.calls}
-        rows = []
-        for i, t in enumerate(times):
-            known = {call: filled[call][i] for call in self.calls}
-            rows.append([t, *[_value(f.expr, known) for f in self.fields]])
-        return self._series(group, rows)
+            filled = []
+            for call in self.calls:
+                column = _place(points[call], len(times), lambda b: ((b - first) // interval).tolist())
+                filled.append(_fill(stmt.fill, call, column) if len(points[call][0]) else column)
+        return self._series(group, self._rows(times, filled))
+
+    def _rows(self, times: list, filled: list[list]) -> list[list]:
+        """Rows from each call's column: a field that is a call takes its
+        column as it is; expressions are computed row by row."""
+        index = {call: i for i, call in enumerate(self.calls)}
+        columns = []
+        for f in self.fields:
+            if isinstance(f.expr, st.Call):
+                columns.append(filled[index[f.expr]])
+            else:
+                columns.append([_value(f.expr, {call: filled[i][r] for call, i in index.items()})
+                                for r in range(len(times))])
+        return [list(row) for row in zip(times, *columns, strict=True)]
 
     # -- raw ----------------------------------------------------------------------
     def _raw(self, groups: list[Group]) -> list[dict]:
