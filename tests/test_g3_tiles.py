@@ -9,7 +9,7 @@ import numpy as np
 
 from sisock.downsample import m4_indices
 
-from g3_helpers import START, TYPED, archive, make_archive, scan, write_typed_file
+from g3_helpers import START, archive, make_archive, scan, write_typed_file
 
 
 def m4_of_raw(reader, names, a, b, width):

@@ -56,6 +56,12 @@ def test_influxdb_answers_every_statement_of_the_corpus(influxdb, influxql_sampl
 
 
 def test_sisock_answers_as_influxdb_does(influxql_pair, influxql_live_t0, tmp_path):
+    """Every statement, the same parameters, the same answer (or a difference
+    listed in INTENDED). For a ``now()``-relative statement a time may differ
+    by the time between the two requests plus a second (InfluxDB answers an
+    aggregate without GROUP BY time at the range's start, ``now() - 1h``);
+    its rows and values must still be equal, which the corpus makes so by
+    giving those statements ranges that hold the whole live feed."""
     influx, sisock = influxql_pair
     cases = corpus(influxql_live_t0)
     equal, differences, intended = 0, [], []
