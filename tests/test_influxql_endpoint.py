@@ -114,6 +114,8 @@ def test_show_field_and_tag_keys_and_values(stack, g3):
     assert ["apex_temperature", "float"] in result["series"][0]["values"]
     (result,) = _query(stack, 'SHOW TAG KEYS FROM "apex_archive"')
     assert result == {"statement_id": 0}
+    (result,) = _query(stack, "SHOW SERIES FROM /^observatory/ WHERE \"feed\" =~ /^temp/")
+    assert result["series"] == [{"columns": ["key"], "values": [[f"{THERM},feed=temperatures"]]}]
 
 
 # -- SELECT with GROUP BY time ---------------------------------------------------
@@ -262,7 +264,12 @@ def test_statement_errors_stop_the_query(stack, bridge):
     for q, words in (('SELECT mean("x") FROM "m" GROUP BY time(0s)', "positive interval"),
                      ('SELECT mean("x") FROM "m" GROUP BY time(-1m)', "positive interval"),
                      ("SELECT mean(\"x\") FROM \"m\" tz('Europe/Paris')", "tz('Europe/Paris') is not supported"),
-                     ('SELECT "x" FROM "m" fill(none)', "fill(none) must be used with a function")):
+                     ('SELECT "x" FROM "m" fill(none)', "fill(none) must be used with a function"),
+                     ('SELECT derivative(mean("x")) FROM "m"', "derivative aggregate requires a GROUP BY interval"),
+                     ('SELECT derivative("x") FROM "m" GROUP BY time(1m)',
+                      "aggregate function required inside the call to derivative"),
+                     ('SELECT moving_average(mean("x"), 1) FROM "m" GROUP BY time(1m)',
+                      "moving_average window must be greater than 1")):
         (result,) = _query(stack, q)
         assert words in result["error"], q
     assert _query(stack, ";") == []
@@ -438,3 +445,45 @@ def test_percentile_is_the_nearest_rank_sample(stack, g3):
     order = np.argsort(v[keep], kind="stable")
     i = int(np.floor(keep.sum() * 0.9 + 0.5)) - 1
     assert series["values"] == [[int(t_ns[keep][order[i]]), float(v[keep][order[i]])]]
+
+
+def _means(g3, channel, lo_ns, hi_ns, interval_ns):
+    t_ns, v = _truth(g3, channel)
+    return [(k, sum(xs) / len(xs)) for k, xs in sorted(_buckets(t_ns, v, lo_ns, hi_ns, interval_ns).items())]
+
+
+@pytest.mark.parametrize("function", ["derivative", "non_negative_derivative", "difference",
+                                      "non_negative_difference", "cumulative_sum", "moving_average"])
+def test_transformations_of_bucket_means(stack, g3, function):
+    a, b = int(GAP[0]) - 1790, int(GAP[1]) + 1210  # the gap's empty buckets are skipped, not zeros
+    interval = 300 * NS
+    extra = 0 if function == "cumulative_sum" else 1  # InfluxDB 1.6 reads one bucket before the range
+    pairs = _means(g3, "ch2_t", a * NS - extra * interval, b * NS, interval)
+    want = []
+    for i in range(1, len(pairs)):
+        (t0, v0), (t1, v1) = pairs[i - 1], pairs[i]
+        if function.endswith("derivative"):
+            value = (v1 - v0) / ((t1 - t0) / NS)  # per second, as asked below
+        elif function.endswith("difference"):
+            value = v1 - v0
+        else:
+            continue
+        if not (function.startswith("non_negative") and v1 - v0 < 0):
+            want.append([t1 // NS, value])
+    if function == "cumulative_sum":
+        total = 0
+        for t, v in pairs:
+            total += v
+            want.append([t // NS, total])
+    if function == "moving_average":
+        want = [[pairs[i][0] // NS, (pairs[i - 2][1] + pairs[i - 1][1] + pairs[i][1]) / 3]
+                for i in range(2, len(pairs))]
+    args = {"derivative": ', 1s', "non_negative_derivative": ', 1s', "moving_average": ", 3"}.get(function, "")
+    q = (f'SELECT {function}(mean("ch2_t"){args}) FROM "{THERM}" WHERE time >= {a}s and time <= {b}s '
+         "GROUP BY time(5m) fill(null)")
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    assert series["columns"] == ["time", function]
+    assert [r[0] for r in series["values"]] == [r[0] for r in want]
+    assert series["values"] == [pytest.approx(r, rel=1e-9) for r in want]
+    if function.startswith("non_negative"):
+        assert len(want) < len(pairs) - 1  # some changes were negative

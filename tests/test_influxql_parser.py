@@ -46,6 +46,7 @@ def test_grafana_builder_query():
     ("SHOW TAG VALUES WITH KEY IN (\"feed\", \"channel\") WHERE \"a\" = 'b'", st.ShowTagValues),
     ("SHOW TAG VALUES FROM \"m\" WITH KEY =~ /.*/", st.ShowTagValues),
     ('SHOW RETENTION POLICIES ON "ocs_feeds"', st.ShowRetentionPolicies),
+    ("SHOW SERIES FROM \"m\" WHERE \"feed\" = 'x' LIMIT 5", st.ShowSeries),
     ("SHOW RETENTION POLICIES", st.ShowRetentionPolicies),
 ])
 def test_show_statements(text, kind):
@@ -115,6 +116,18 @@ def test_group_by_offset_all_tags_and_order():
 ])
 def test_durations(text, ns):
     assert duration_ns(text) == ns
+
+
+def test_unquoted_identifiers_may_be_unicode_and_keywords_elsewhere():
+    stmt = one("SELECT mean(température), value, key FROM key WHERE fill = 'x'")
+    assert [f.expr for f in stmt.fields] == [st.Call("mean", (st.VarRef("température"),)), st.VarRef("value"),
+                                             st.VarRef("key")]
+
+
+def test_series_keys_are_escaped_as_line_protocol():
+    from sisock.components.http.influxql.show import series_key
+
+    assert series_key("observatory.a b", (("feed", "t,=x"),)) == "observatory.a\\ b,feed=t\\,\\=x"
 
 
 def test_arithmetic_and_aliases():

@@ -62,6 +62,8 @@ def _series(stmt, ctx: select.Context, db: str | None, rp: str | None) -> list[d
         return show.show_tag_keys(stmt, catalog)
     if isinstance(stmt, st.ShowTagValues):
         return show.show_tag_values(stmt, catalog)
+    if isinstance(stmt, st.ShowSeries):
+        return show.show_series(stmt, catalog)
     raise QueryError("statement not supported")
 
 

@@ -20,15 +20,19 @@ from sisock.downsample import group_starts
 FROM_STATS = ("mean", "max", "min", "first", "last", "count", "sum", "spread")
 #: Functions needing every sample.
 FROM_SAMPLES = ("median", "stddev", "percentile")
-SUPPORTED = FROM_STATS + FROM_SAMPLES
+#: Transformations of an aggregate's per-bucket results (GROUP BY time).
+TRANSFORMS = ("derivative", "non_negative_derivative", "difference", "non_negative_difference",
+              "cumulative_sum", "moving_average")
+SUPPORTED = FROM_STATS + FROM_SAMPLES + TRANSFORMS
 #: Functions whose result is a sample: its own time without GROUP BY time.
 SELECTORS = ("max", "min", "first", "last", "percentile")
 #: Functions that work on strings.
 FOR_STRINGS = ("first", "last", "count")
 #: InfluxQL functions this server does not compute (a clear refusal, not "undefined").
-KNOWN = ("mode", "distinct", "integral", "top", "bottom", "sample",
-         "derivative", "non_negative_derivative", "difference", "non_negative_difference",
-         "moving_average", "cumulative_sum", "elapsed", "holt_winters", "holt_winters_with_fit")
+KNOWN = ("mode", "distinct", "integral", "top", "bottom", "sample", "elapsed", "holt_winters",
+         "holt_winters_with_fit", "exponential_moving_average", "double_exponential_moving_average",
+         "triple_exponential_moving_average", "relative_strength_index", "triple_exponential_derivative",
+         "kaufmans_efficiency_ratio", "kaufmans_adaptive_moving_average", "chande_momentum_oscillator")
 _TIMES = ("t_first", "t_last", "t_min", "t_max")
 
 
@@ -203,3 +207,31 @@ def stats_of_samples(t_ns: np.ndarray, values: np.ndarray, interval_ns: int, off
         out["min"], out["t_min"] = v[lo][first_of], t_ns[lo][first_of]
         out["max"], out["t_max"] = v[hi][first_of], t_ns[hi][first_of]
     return out
+
+
+def transform(name: str, pairs: list, unit_ns: int, window: int | None = None) -> tuple[list, list]:
+    """``derivative``, ``difference`` (and their ``non_negative_`` forms),
+    ``cumulative_sum`` or ``moving_average`` of ``(time, value)`` points,
+    as InfluxDB's reducers compute them: each result at the later point's
+    time, negative changes dropped by the non-negative forms."""
+    times, values = [], []
+    if name in ("derivative", "non_negative_derivative", "difference", "non_negative_difference"):
+        for (t0, v0), (t1, v1) in zip(pairs, pairs[1:], strict=False):
+            diff = v1 - v0
+            if name.startswith("non_negative") and diff < 0:
+                continue
+            times.append(t1)
+            values.append(diff / ((t1 - t0) / unit_ns) if name.endswith("derivative") else diff)
+    elif name == "cumulative_sum":
+        total = 0
+        for t, v in pairs:
+            total += v
+            times.append(t)
+            values.append(total)
+    elif name == "moving_average":
+        for i in range(window - 1, len(pairs)):
+            times.append(pairs[i][0])
+            values.append(sum(v for _t, v in pairs[i - window + 1:i + 1]) / window)
+    else:
+        raise KeyError(name)
+    return times, values

@@ -316,6 +316,9 @@ class _Build(Transformer):
     def key_in(self, *names):
         return {"key": ("in", tuple(_name(n) for n in names))}
 
+    def show_series(self, *clauses):
+        return st.ShowSeries(**self._merge(clauses))
+
     def show_retention_policies(self, *clauses):
         return st.ShowRetentionPolicies(**self._merge(clauses))
 

@@ -142,7 +142,49 @@ def expand(fields, measurements, catalog: Catalog, dimensions: set[str]) -> list
     return out
 
 
-def _check_call(call: st.Call):
+def _field_of(call: st.Call) -> str:
+    """The field a call reads (through a transformation's inner call)."""
+    inner = call.args[0]
+    return _field_of(inner) if isinstance(inner, st.Call) else inner.name
+
+
+def _check_transform(call: st.Call, interval):
+    name = call.name
+    inner = call.args[0] if call.args else None
+    if name in ("derivative", "non_negative_derivative"):
+        if not 1 <= len(call.args) <= 2:
+            raise QueryError(f"invalid number of arguments for {name}, expected at least 1 but no more than 2, "
+                             f"got {len(call.args)}")
+        if len(call.args) == 2 and not isinstance(call.args[1], st.Duration):
+            raise QueryError(f"second argument to {name} must be a duration")
+        if len(call.args) == 2 and call.args[1].ns <= 0:
+            raise QueryError(f"duration argument must be positive, got {call.args[1].ns}ns")
+    elif name == "moving_average":
+        if len(call.args) != 2:
+            raise QueryError(f"invalid number of arguments for moving_average, expected 2, got {len(call.args)}")
+        n = call.args[1]
+        if not (isinstance(n, st.Literal) and isinstance(n.value, int) and not isinstance(n.value, bool)):
+            raise QueryError("second argument for moving_average must be an integer")
+        if n.value <= 1:
+            raise QueryError(f"moving_average window must be greater than 1, got {n.value}")
+    elif len(call.args) != 1:
+        raise QueryError(f"invalid number of arguments for {name}, expected 1, got {len(call.args)}")
+    if not interval:
+        if isinstance(inner, st.Call):
+            raise QueryError(f"{name} aggregate requires a GROUP BY interval")
+        raise QueryError(f"{name}() of raw fields is not supported by this server; "
+                         f"use {name}(mean(...)) with GROUP BY time()")
+    if not isinstance(inner, st.Call):
+        raise QueryError(f"aggregate function required inside the call to {name}")
+    if inner.name in functions.TRANSFORMS:
+        raise QueryError(f"{name}({inner.name}()) is not supported by this server")
+    _check_call(inner, interval)
+
+
+def _check_call(call: st.Call, interval=None):
+    if call.name in functions.TRANSFORMS:
+        _check_transform(call, interval)
+        return
     if call.name not in functions.SUPPORTED:
         if call.name in functions.KNOWN:
             raise QueryError(f"{call.name}() is not supported by this server; "
@@ -280,7 +322,7 @@ class SelectRun:
         for f in fields:
             _calls(f.expr, calls)
         for call in calls:
-            _check_call(call)
+            _check_call(call, stmt.interval)
         bare = [n for f in fields for n in _refs(f.expr, [])]
         if calls and bare:
             raise QueryError("mixing aggregate and non-aggregate queries is not supported")
@@ -356,21 +398,10 @@ class SelectRun:
                              f"{self.ctx.max_points} one answer may hold (MAX_ANSWER_POINTS); "
                              "shorten the range or widen GROUP BY time()")
 
-    def _aggregate(self, groups: list[Group]) -> list[dict]:
-        self._check_buckets(groups)
-        interval, offset = self._grid()
-        keys = {call.args[0].name for call in self.calls}
-        stat_keys = {c.args[0].name for c in self.calls if c.name in functions.FROM_STATS}
-        for group in groups:
-            for _tags, columns in group.series:
-                for column in columns:
-                    if column.key in keys and column.type == "string":
-                        for call in self.calls:
-                            if call.args[0].name == column.key and call.name not in functions.FOR_STRINGS:
-                                raise QueryError(f"unsupported {call.name} iterator type: "
-                                                 f"{call.args[0].name} is a string field")
-        # Statistics: one request per node for series held by one node;
-        # series held by several are merged from their samples.
+    def _fetch(self, calls, groups, reader: Reader, interval: int, offset: int) -> dict:
+        """Statistics for ``calls``: one request per node for series held by
+        one node; series held by several are merged from their samples."""
+        stat_keys = {_field_of(c) for c in calls if c.name in functions.FROM_STATS}
         single, shared = [], []
         for group in groups:
             for _tags, columns in group.series:
@@ -380,12 +411,12 @@ class SelectRun:
                         by_key.setdefault(column.key, []).append(column)
                 for cols in by_key.values():
                     (single if len(cols) == 1 else shared).append(tuple(cols))
-        sample_keys = {c.args[0].name for c in self.calls if c.name in functions.FROM_SAMPLES}
-        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys]
-                            + [c for cols in shared for c in cols])
-        stats = self.reader.stats([c[0] for c in single], interval, offset) if single else {}
+        sample_keys = {_field_of(c) for c in calls if c.name in functions.FROM_SAMPLES}
+        reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys]
+                       + [c for cols in shared for c in cols])
+        stats = reader.stats([c[0] for c in single], interval, offset) if single else {}
         for cols in shared:
-            merged = self.reader.series_stats(list(cols), interval, offset)
+            merged = reader.series_stats(list(cols), interval, offset)
             if merged is not None:
                 stats[cols] = merged
         buckets = sum(len(s["bucket"]) for s in stats.values())
@@ -393,6 +424,36 @@ class SelectRun:
             raise QueryError(f"the answer would hold more than {self.ctx.max_points} values ({buckets} non-empty "
                              "buckets), more than one answer may hold (MAX_ANSWER_POINTS); "
                              "shorten the range or widen GROUP BY time()")
+        return stats
+
+    def _aggregate(self, groups: list[Group]) -> list[dict]:
+        self._check_buckets(groups)
+        interval, offset = self._grid()
+        keys = {_field_of(call) for call in self.calls}
+        for group in groups:
+            for _tags, columns in group.series:
+                for column in columns:
+                    if column.key in keys and column.type == "string":
+                        for call in self.calls:
+                            inner = call.args[0] if call.name in functions.TRANSFORMS else call
+                            if _field_of(call) == column.key and inner.name not in functions.FOR_STRINGS:
+                                raise QueryError(f"unsupported {inner.name} iterator type: "
+                                                 f"{column.key} is a string field")
+        plain = [c for c in self.calls if c.name not in functions.TRANSFORMS]
+        stats = self._fetch(plain, groups, self.reader, interval, offset)
+        # A transformation but cumulative_sum reads its inner aggregate from
+        # one bucket before the range too, as InfluxDB 1.6 does (for
+        # moving_average too: it widens the range only after reading).
+        wanted: dict[int, dict] = {}
+        for call in self.calls:
+            if call.name in functions.TRANSFORMS:
+                extra = 0 if call.name == "cumulative_sum" else 1
+                lo = self.lo - extra * interval if self.lo != st.MIN_TIME else self.lo
+                wanted.setdefault(lo, {})[call] = call.args[0]
+        self.extended = {}
+        for lo, inner in wanted.items():
+            reader = Reader(self.ctx.datasource, lo, self.hi, self.ctx.now_ns, self.ctx.max_points)
+            self.extended[lo] = (reader, inner, self._fetch(list(inner.values()), groups, reader, interval, offset))
         out = []
         for group in groups:
             series = self._aggregate_group(group, stats, interval, offset)
@@ -400,10 +461,33 @@ class SelectRun:
                 out.append(series)
         return out
 
-    def _call_points(self, call: st.Call, group: Group, stats: dict, interval: int, offset: int):
+    def _transform_points(self, call: st.Call, group: Group, interval: int, offset: int):
+        lo, (reader, inner, stats) = next((lo, e) for lo, e in self.extended.items() if call in e[1])
+        inner_call = inner[call]
+        buckets, values, _times = self._call_points(inner_call, group, stats, interval, offset, reader)
+        if self.stmt.fill.kind != "none" and len(buckets):
+            first = _window(lo, interval, offset) if lo != st.MIN_TIME else int(buckets[0])
+            last = _window(self.hi, interval, offset)
+            times = list(range(first, last + 1, interval))
+            column = _place((buckets, values), len(times), lambda b: ((b - first) // interval).tolist())
+            column = _fill(self.stmt.fill, inner_call, column)
+            pairs = [(t, v) for t, v in zip(times, column, strict=True) if v is not None]
+        else:
+            pairs = [(t, v) for t, v in zip(buckets.tolist(), values, strict=True) if v is not None]
+        unit = call.args[1].ns if call.name.endswith("derivative") and len(call.args) == 2 else interval
+        window = call.args[1].value if call.name == "moving_average" else None
+        t_out, v_out = functions.transform(call.name, pairs, unit, window)
+        t_out = np.asarray(t_out, dtype=np.int64)
+        return t_out, v_out, t_out
+
+    def _call_points(self, call: st.Call, group: Group, stats: dict, interval: int, offset: int,
+                     reader: Reader | None = None):
+        if call.name in functions.TRANSFORMS:
+            return self._transform_points(call, group, interval, offset)
+        reader = reader or self.reader
         key = call.args[0].name
         if call.name in functions.FROM_SAMPLES:
-            parts = [self.reader.series_samples([c for c in cols if c.key == key])
+            parts = [reader.series_samples([c for c in cols if c.key == key])
                      for _tags, cols in group.series if any(c.key == key for c in cols)]
             parts = [p for p in parts if len(p[0])]
             if not parts:
@@ -433,7 +517,8 @@ class SelectRun:
                 time_ns = int(points[self.calls[0]][2][0])
             known = {call: (p[1][0] if len(p[0]) else None) for call, p in points.items()}
             return self._series(group, [[time_ns, *[_value(f.expr, known) for f in self.fields]]])
-        if stmt.fill.kind == "none":
+        only_transforms = all(call.name in functions.TRANSFORMS for call in self.calls)
+        if stmt.fill.kind == "none" or only_transforms:
             times = sorted(set().union(*[set(p[0].tolist()) for p in points.values()]))
             position = {t: i for i, t in enumerate(times)}
             filled = [_place(points[call], len(times), lambda b: [position[t] for t in b.tolist()])
@@ -448,7 +533,9 @@ class SelectRun:
             filled = []
             for call in self.calls:
                 column = _place(points[call], len(times), lambda b: ((b - first) // interval).tolist())
-                filled.append(_fill(stmt.fill, call, column) if len(points[call][0]) else column)
+                transformed = call.name in functions.TRANSFORMS  # InfluxDB fills their input, not them
+                filled.append(_fill(stmt.fill, call, column) if len(points[call][0]) and not transformed
+                              else column)
         return self._series(group, self._rows(times, filled))
 
     def _rows(self, times: list, filled: list[list]) -> list[list]:

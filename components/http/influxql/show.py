@@ -104,3 +104,23 @@ def show_tag_values(stmt: st.ShowTagValues, catalog: Catalog) -> list[dict]:
         if values:
             out.append({"name": m, "columns": ["key", "value"], "values": [list(p) for p in values]})
     return out
+
+
+def _escape(text: str, chars: str) -> str:
+    for ch in chars:
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def series_key(measurement: str, tags) -> str:
+    """InfluxDB's series key: ``measurement,tag=value,...`` escaped as line protocol."""
+    parts = [_escape(measurement, ", ")] + [f"{_escape(k, ', =')}={_escape(v, ', =')}" for k, v in tags]
+    return ",".join(parts)
+
+
+def show_series(stmt: st.ShowSeries, catalog: Catalog) -> list[dict]:
+    _lo, _hi, tag_cond = conditions.split(stmt.condition, 0)
+    keys = sorted(series_key(m, tags) for m in _sources(catalog, stmt.sources)
+                  for tags in catalog.series_of(m) if conditions.matches(tag_cond, dict(tags)))
+    keys = _page(keys, stmt.limit, stmt.offset)
+    return [{"columns": ["key"], "values": [[k] for k in keys]}] if keys else []

@@ -154,3 +154,12 @@ class ShowTagValues:
 @dataclass(frozen=True)
 class ShowRetentionPolicies:
     database: str | None = None
+
+
+@dataclass(frozen=True)
+class ShowSeries:
+    database: str | None = None
+    sources: tuple = ()
+    condition: object = None
+    limit: int = 0
+    offset: int = 0
