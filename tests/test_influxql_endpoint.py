@@ -487,3 +487,67 @@ def test_transformations_of_bucket_means(stack, g3, function):
     assert series["values"] == [pytest.approx(r, rel=1e-9) for r in want]
     if function.startswith("non_negative"):
         assert len(want) < len(pairs) - 1  # some changes were negative
+
+
+def test_conditions_on_field_values_filter_points(stack, g3):
+    a, b = int(START), int(START) + 3 * 3600 - 1
+    t1, v1 = _truth(g3, "ch1_t")
+    t2, v2 = _truth(g3, "ch2_t")
+    assert np.array_equal(t1, t2)  # one block: each point holds both fields
+    keep = (t1 >= a * NS) & (t1 <= b * NS) & (v1 > 500)
+    assert 0 < keep.sum() < 20  # the archive's spikes
+    q = f'SELECT "ch1_t", "ch2_t" FROM "{THERM}" WHERE "ch1_t" > 500 AND time >= {a}s AND time <= {b}s'
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    assert series["values"] == [[int(t), float(x), float(y)] for t, x, y in zip(t1[keep], v1[keep], v2[keep],
+                                                                                 strict=True)]
+    q = (f'SELECT count("ch2_t"), max("ch2_t"), median("ch2_t") FROM "{THERM}" WHERE "ch1_t" > 500 '
+         f"AND time >= {a}s AND time <= {b}s")
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    assert series["values"] == [[a * NS, int(keep.sum()), float(v2[keep].max()), float(np.median(v2[keep]))]]
+    q = (f'SELECT count("ch1_t") FROM "{THERM}" WHERE ("feed" = \'nothing\' AND "ch1_t" > 0) OR "ch1_t" > 500 '
+         f"AND time >= {a}s AND time <= {b}s GROUP BY time(1h) fill(none)")
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    want = {}
+    for t in (t1[keep] // NS).tolist():
+        want[t // 3600 * 3600] = want.get(t // 3600 * 3600, 0) + 1
+    assert series["values"] == [[k, n] for k, n in sorted(want.items())]
+
+
+def test_a_selector_with_raw_fields_gives_the_selected_points_values(stack, g3):
+    a, b = int(START) + 100, int(START) + 7000
+    t1, v1 = _truth(g3, "ch1_t")
+    _t2, v2 = _truth(g3, "ch2_t")
+    keep = (t1 >= a * NS) & (t1 <= b * NS)
+    i = int(np.flatnonzero(keep)[np.argmax(v1[keep])])
+    q = f'SELECT max("ch1_t"), "ch2_t", "feed" FROM "{THERM}" WHERE time >= {a}s AND time <= {b}s'
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    assert series["columns"] == ["time", "max", "ch2_t", "feed"]
+    assert series["values"] == [[int(t1[i]), float(v1[i]), float(v2[i]), "temperatures"]]
+    (series,) = _query(stack, q.replace('max("ch1_t")', 'first("ch1_t")') + " GROUP BY time(1h) fill(none)",
+                       epoch="s")[0]["series"]
+    want = []
+    for k in sorted({int(t) // NS // 3600 * 3600 for t in t1[keep]}):
+        j = int(np.flatnonzero(keep & (t1 >= k * NS))[0])
+        want.append([k, float(v1[j]), float(v2[j]), "temperatures"])
+    assert series["values"] == want
+    (result,) = _query(stack, f'SELECT max("ch1_t"), min("ch1_t"), "ch2_t" FROM "{THERM}"')
+    assert result["error"] == "mixing multiple selector functions with tags or fields is not supported"
+    (result,) = _query(stack, f'SELECT mean("ch1_t"), "ch2_t" FROM "{THERM}"')
+    assert result["error"] == "mixing aggregate and non-aggregate queries is not supported"
+
+
+def test_transformations_of_raw_fields(stack, g3):
+    a, b = int(START) + 10, int(START) + 70
+    t_ns, v = _truth(g3, "ch1_t")
+    keep = (t_ns >= a * NS) & (t_ns <= b * NS)
+    t_ns, v = t_ns[keep], v[keep]
+    (series,) = _query(stack, f'SELECT derivative("ch1_t", 1m), cumulative_sum("ch1_t") FROM "{THERM}" '
+                              f"WHERE time >= {a}s AND time <= {b}s", epoch="ns")[0]["series"]
+    assert series["columns"] == ["time", "derivative", "cumulative_sum"]
+    want = [[int(t_ns[0]), None, float(v[0])]]
+    want += [[int(t_ns[i]), (v[i] - v[i - 1]) / ((t_ns[i] - t_ns[i - 1]) / (60 * NS)), float(np.sum(v[:i + 1]))]
+             for i in range(1, len(v))]
+    assert len(series["values"]) == len(want) > 50
+    for got, row in zip(series["values"], want, strict=True):
+        assert got[0] == row[0] and got[1] == (None if row[1] is None else pytest.approx(row[1], rel=1e-9))
+        assert got[2] == pytest.approx(row[2], rel=1e-12)

@@ -150,3 +150,59 @@ def matches(cond, tags: dict) -> bool:
     if cond.op in ("<", "<=", ">", ">="):
         return False
     raise QueryError(f"invalid condition operator: {cond.op}")
+
+
+_COMPARE = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _operand(expr, tags: dict, fields: dict):
+    if isinstance(expr, st.VarRef):
+        if expr.name in fields:
+            return fields[expr.name]
+        return tags.get(expr.name, "" if expr.name not in fields else None)
+    if isinstance(expr, st.Literal):
+        return expr.value
+    if isinstance(expr, st.Binary) and expr.op in ("+", "-", "*", "/"):
+        a, b = _operand(expr.lhs, tags, fields), _operand(expr.rhs, tags, fields)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
+            return None
+        if expr.op == "/":
+            return a / b if b else 0.0
+        return {"+": a + b, "-": a - b, "*": a * b}[expr.op]
+    raise QueryError("invalid condition expression")
+
+
+def point_matches(cond, tags: dict, fields: dict) -> bool:
+    """Whether one point (its series' tags, its field values at that time,
+    None for a field it lacks) passes ``cond``: InfluxDB's field filter. A
+    comparison with a missing field is false."""
+    if cond is None:
+        return True
+    if isinstance(cond, st.Literal):
+        return cond.value is True
+    if not isinstance(cond, st.Binary):
+        raise QueryError("invalid condition expression")
+    if cond.op == "and":
+        return point_matches(cond.lhs, tags, fields) and point_matches(cond.rhs, tags, fields)
+    if cond.op == "or":
+        return point_matches(cond.lhs, tags, fields) or point_matches(cond.rhs, tags, fields)
+    if cond.op in ("=~", "!~"):
+        value = _operand(cond.lhs, tags, fields)
+        if not isinstance(value, str) or not isinstance(cond.rhs, st.RegexRef):
+            return False
+        found = cond.rhs.pattern.search(value) is not None
+        return found if cond.op == "=~" else not found
+    compare = _COMPARE.get(cond.op)
+    if compare is None:
+        raise QueryError(f"invalid condition operator: {cond.op}")
+    a, b = _operand(cond.lhs, tags, fields), _operand(cond.rhs, tags, fields)
+    if a is None or b is None:
+        return False
+    numbers = (int, float)
+    if isinstance(a, numbers) != isinstance(b, numbers) or isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return bool(compare(a, b))
+    except TypeError:
+        return False

@@ -235,3 +235,18 @@ def transform(name: str, pairs: list, unit_ns: int, window: int | None = None) -
     else:
         raise KeyError(name)
     return times, values
+
+
+def selector_rank(call, value, t_ns: int) -> tuple:
+    """Sort key choosing a selector's point, smallest first, with InfluxDB's
+    tie rules (``max``/``min``: the earliest; ``first``/``last``: the
+    larger value at equal times)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    v = float(value) if number else 0.0
+    if call.name == "max":
+        return (-v, t_ns)
+    if call.name == "min":
+        return (v, t_ns)
+    if call.name == "first":
+        return (t_ns, -v)
+    return (-t_ns, -v)  # last

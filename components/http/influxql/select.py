@@ -172,8 +172,9 @@ def _check_transform(call: st.Call, interval):
     if not interval:
         if isinstance(inner, st.Call):
             raise QueryError(f"{name} aggregate requires a GROUP BY interval")
-        raise QueryError(f"{name}() of raw fields is not supported by this server; "
-                         f"use {name}(mean(...)) with GROUP BY time()")
+        if not isinstance(inner, st.VarRef):
+            raise QueryError(f"expected field argument in {name}()")
+        return  # of a raw field: on its samples
     if not isinstance(inner, st.Call):
         raise QueryError(f"aggregate function required inside the call to {name}")
     if inner.name in functions.TRANSFORMS:
@@ -211,13 +212,10 @@ def measurements_of(sources, catalog: Catalog) -> list[str]:
 
 
 def groups_of(stmt: st.Select, measurements, tag_cond, catalog: Catalog) -> list[Group]:
+    """Output series: the measurements' series passing ``tag_cond`` (None:
+    all), gathered by their GROUP BY tags."""
     out = []
     for m in measurements:
-        fields = set(catalog.field_keys(m))
-        bad = (conditions.keys_in(tag_cond) & fields) - {"time"}
-        if bad:
-            raise QueryError(f"conditions on field values ({', '.join(sorted(bad))}) are not supported; "
-                             "filter on tags and time")
         tag_keys = catalog.tag_keys(m)
         if stmt.all_tags:
             dims = list(tag_keys)
@@ -325,7 +323,11 @@ class SelectRun:
             _check_call(call, stmt.interval)
         bare = [n for f in fields for n in _refs(f.expr, [])]
         if calls and bare:
-            raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+            if not all(c.name in functions.SELECTORS for c in calls):
+                raise QueryError("mixing aggregate and non-aggregate queries is not supported")
+            if len(calls) > 1:
+                raise QueryError("mixing multiple selector functions with tags or fields is not supported")
+        self.aux = bare
         if stmt.interval is not None and stmt.interval <= 0:
             raise QueryError("GROUP BY time() needs a positive interval")
         if stmt.tz is not None and stmt.tz not in UTC_ZONES:
@@ -346,13 +348,29 @@ class SelectRun:
         if lo > hi or not measurements:
             return []
         self.lo, self.hi = lo, hi
-        groups = groups_of(stmt, measurements, tag_cond, ctx.catalog)
+        # A condition naming fields filters points, evaluated on each point
+        # with its series' tags; one naming only tags chooses series.
+        field_keys = {k for m in measurements for k in ctx.catalog.field_keys(m)}
+        self.cond_fields = sorted(conditions.keys_in(tag_cond) & field_keys)
+        self.point_filter = tag_cond if self.cond_fields else None
+        if self.point_filter is not None and any(c.name in functions.TRANSFORMS for c in calls):
+            raise QueryError("conditions on field values with derivative() and the other transformations "
+                             "are not supported; filter on tags and time")
+        groups = groups_of(stmt, measurements, None if self.point_filter is not None else tag_cond, ctx.catalog)
         if stmt.soffset:
             groups = groups[stmt.soffset:]
         if stmt.slimit:
             groups = groups[:stmt.slimit]
         self.reader = Reader(ctx.datasource, lo, hi, ctx.now_ns, ctx.max_points)
-        series = self._aggregate(groups) if calls else self._raw(groups)
+        raw_transforms = [c for c in calls if c.name in functions.TRANSFORMS and isinstance(c.args[0], st.VarRef)]
+        if raw_transforms and len(raw_transforms) != len(calls):
+            raise QueryError("transformations of raw fields cannot be combined with other functions here")
+        if raw_transforms:
+            series = self._raw_transforms(groups)
+        elif calls and bare:
+            series = self._selected(groups)
+        else:
+            series = self._aggregate(groups) if calls else self._raw(groups)
         total = sum(len(s["values"]) * (len(s["columns"])) for s in series)
         if total > ctx.max_points:
             raise QueryError(f"the answer holds {total} values, more than the {ctx.max_points} one answer may "
@@ -440,7 +458,13 @@ class SelectRun:
                                 raise QueryError(f"unsupported {inner.name} iterator type: "
                                                  f"{column.key} is a string field")
         plain = [c for c in self.calls if c.name not in functions.TRANSFORMS]
-        stats = self._fetch(plain, groups, self.reader, interval, offset)
+        self.filtered = None
+        if self.point_filter is not None:
+            self.filtered = self._filtered_samples(groups, plain)
+            stats = {held: functions.stats_of_samples(t, v, interval, offset)
+                     for held, (t, v) in self.filtered.items() if len(t)}
+        else:
+            stats = self._fetch(plain, groups, self.reader, interval, offset)
         # A transformation but cumulative_sum reads its inner aggregate from
         # one bucket before the range too, as InfluxDB 1.6 does (for
         # moving_average too: it widens the range only after reading).
@@ -487,8 +511,11 @@ class SelectRun:
         reader = reader or self.reader
         key = call.args[0].name
         if call.name in functions.FROM_SAMPLES:
-            parts = [reader.series_samples([c for c in cols if c.key == key])
-                     for _tags, cols in group.series if any(c.key == key for c in cols)]
+            helds = [tuple(c for c in cols if c.key == key) for _tags, cols in group.series]
+            if self.filtered is not None:
+                parts = [self.filtered[h] for h in helds if h in self.filtered]
+            else:
+                parts = [reader.series_samples(list(h)) for h in helds if h]
             parts = [p for p in parts if len(p[0])]
             if not parts:
                 return np.zeros(0, np.int64), [], np.zeros(0, np.int64)
@@ -552,36 +579,150 @@ class SelectRun:
         return [list(row) for row in zip(times, *columns, strict=True)]
 
     # -- raw ----------------------------------------------------------------------
+    def _points(self, columns, keys) -> dict[int, dict]:
+        """One series' points: ``{time: {field key: value}}`` for ``keys``."""
+        wanted: dict[str, list] = {}
+        for column in columns:
+            if column.key in keys:
+                wanted.setdefault(column.key, []).append(column)
+        by_time: dict[int, dict] = {}
+        for key, cols in wanted.items():
+            t_ns, values = self.reader.series_samples(cols)
+            for t, v in zip(t_ns.tolist(), functions.plain(values), strict=True):
+                by_time.setdefault(t, {})[key] = v
+        return by_time
+
+    def _passes(self, tags: dict, point: dict) -> bool:
+        if self.point_filter is None:
+            return True
+        return conditions.point_matches(self.point_filter, tags, {k: point.get(k) for k in self.cond_fields})
+
     def _raw(self, groups: list[Group]) -> list[dict]:
         refs = {n for f in self.fields for n in _refs(f.expr, [])}
-        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in refs])
+        keys = refs | set(self.cond_fields)
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in keys])
         out = []
         for group in groups:
             rows = []
             for tags, columns in group.series:
                 tag_map = dict(tags)
-                wanted: dict[str, list] = {}
-                for column in columns:
-                    if column.key in refs:
-                        wanted.setdefault(column.key, []).append(column)
-                if not wanted:
+                field_refs = [n for n in refs if any(c.key == n for c in columns)]
+                if not field_refs:
                     continue
-                by_time: dict[int, dict] = {}
-                for key, cols in wanted.items():
-                    t_ns, values = self.reader.series_samples(cols)
-                    plain = functions.plain(values)
-                    for t, v in zip(t_ns.tolist(), plain, strict=True):
-                        by_time.setdefault(t, {})[key] = v
-                field_refs = [n for n in refs if n in wanted]
+                by_time = self._points(columns, keys)
                 for t in sorted(by_time):
-                    known = {**{k: v for k, v in tag_map.items() if k in refs}, **by_time[t]}
-                    if not any(known.get(n) is not None for n in field_refs):
+                    point = by_time[t]
+                    if not any(point.get(n) is not None for n in field_refs) or not self._passes(tag_map, point):
                         continue
+                    known = {**{k: v for k, v in tag_map.items() if k in refs}, **point}
                     rows.append([t, *[_value(f.expr, known) for f in self.fields]])
             rows.sort(key=lambda row: row[0])
             series = self._series(group, rows)
             if series is not None:
                 out.append(series)
+        return out
+
+    def _raw_transforms(self, groups: list[Group]) -> list[dict]:
+        """Transformations of raw fields (no GROUP BY time): on the group's
+        samples in time order, a time seen twice taken once, the unit 1 s
+        unless given."""
+        keys = {c.args[0].name for c in self.calls} | set(self.cond_fields)
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in keys])
+        out = []
+        for group in groups:
+            points = {}
+            for call in self.calls:
+                key = call.args[0].name
+                pairs = []
+                for tags, columns in group.series:
+                    tag_map = dict(tags)
+                    for t, point in self._points(columns, keys).items():
+                        if point.get(key) is not None and self._passes(tag_map, point):
+                            pairs.append((t, point[key]))
+                pairs.sort(key=lambda pair: pair[0])
+                if call.name != "cumulative_sum" and call.name != "moving_average":
+                    pairs = [p for i, p in enumerate(pairs) if i == 0 or p[0] != pairs[i - 1][0]]
+                unit = call.args[1].ns if call.name.endswith("derivative") and len(call.args) == 2 else 10**9
+                window = call.args[1].value if call.name == "moving_average" else None
+                points[call] = dict(zip(*functions.transform(call.name, pairs, unit, window), strict=True))
+            times = sorted(set().union(*[set(p) for p in points.values()]))
+            if not times:
+                continue
+            filled = [[points[call].get(t) for t in times] for call in self.calls]
+            series = self._series(group, self._rows(times, filled))
+            if series is not None:
+                out.append(series)
+        return out
+
+    def _selected(self, groups: list[Group]) -> list[dict]:
+        """One selector with raw fields beside it: per bucket, the selected
+        point's own values of those fields (and tags), as InfluxDB answers;
+        computed from the samples, which carry each point whole."""
+        (call,) = self.calls
+        if call.name == "percentile":
+            raise QueryError("percentile() with raw fields beside it is not supported by this server")
+        key = call.args[0].name
+        self._check_buckets(groups)
+        interval, offset = self._grid()
+        aux = set(self.aux)
+        keys = {key} | aux | set(self.cond_fields)
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in keys])
+        out = []
+        for group in groups:
+            best: dict[int, tuple] = {}  # bucket start -> (rank, time, value, point, tags)
+            for tags, columns in group.series:
+                tag_map = dict(tags)
+                for t, point in self._points(columns, keys).items():
+                    value = point.get(key)
+                    if value is None or not self._passes(tag_map, point):
+                        continue
+                    bucket = _window(t, interval, offset)
+                    rank = functions.selector_rank(call, value, t)
+                    if bucket not in best or rank < best[bucket][0]:
+                        best[bucket] = (rank, t, value, point, tag_map)
+            if not best:
+                continue
+            rows = []
+            buckets = sorted(best)
+            if self.stmt.interval and self.stmt.fill.kind != "none":
+                first = _window(self.lo, interval, offset) if self.lo != st.MIN_TIME else buckets[0]
+                times = list(range(first, _window(self.hi, interval, offset) + 1, interval))
+            else:
+                times = buckets
+            column = _fill(self.stmt.fill, call, [best[b][2] if b in best else None for b in times]) \
+                if self.stmt.interval else [best[b][2] for b in times]
+            for b, selected in zip(times, column, strict=True):
+                chosen = best.get(b)
+                known = {call: selected}
+                if chosen is not None:
+                    known.update({k: v for k, v in chosen[4].items() if k in aux})
+                    known.update({k: v for k, v in chosen[3].items() if k in aux})
+                t = b if self.stmt.interval else chosen[1]
+                rows.append([t, *[_value(f.expr, known) for f in self.fields]])
+            series = self._series(group, rows)
+            if series is not None:
+                out.append(series)
+        return out
+
+    def _filtered_samples(self, groups, calls) -> dict:
+        """With a field condition: each series' samples of each key the calls
+        read, only at the points passing it; keyed as statistics are."""
+        keys = {_field_of(c) for c in calls}
+        self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols
+                             if c.key in keys or c.key in self.cond_fields])
+        out = {}
+        for group in groups:
+            for tags, columns in group.series:
+                tag_map = dict(tags)
+                by_time = self._points(columns, keys | set(self.cond_fields))
+                for key in keys:
+                    held = tuple(c for c in columns if c.key == key)
+                    if not held:
+                        continue
+                    kept = [(t, p[key]) for t, p in sorted(by_time.items())
+                            if p.get(key) is not None and self._passes(tag_map, p)]
+                    values = np.asarray([v for _t, v in kept])
+                    out[held] = (np.asarray([t for t, _v in kept], dtype=np.int64), values)
         return out
 
 
