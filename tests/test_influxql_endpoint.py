@@ -551,3 +551,74 @@ def test_transformations_of_raw_fields(stack, g3):
     for got, row in zip(series["values"], want, strict=True):
         assert got[0] == row[0] and got[1] == (None if row[1] is None else pytest.approx(row[1], rel=1e-9))
         assert got[2] == pytest.approx(row[2], rel=1e-12)
+
+
+def test_count_distinct(stack, g3):
+    a, b = int(START), int(START) + 3600
+    t_ns, v = _truth(g3, "p_main", "observatory.gauge2.feeds.pressures")
+    q = (f'SELECT count(distinct("p_main")) FROM "{GAUGE}" WHERE time >= {a}s AND time <= {b}s '
+         "GROUP BY time(30m) fill(none)")
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    raw = _buckets(t_ns, v, a * NS, b * NS, 1800 * NS)
+    assert series["columns"] == ["time", "count"]
+    assert series["values"] == [[k // NS, len(set(xs))] for k, xs in sorted(raw.items())]
+
+
+# -- one series from two nodes -----------------------------------------------------------
+
+MIRROR = (START + 5400, START + 4 * 3600)  # the archive's last 1.5 h and one more hour
+
+
+@pytest.fixture(scope="module")
+def mirrored(stack, client, g3):
+    """A second node holding therm1's samples for MIRROR (tests/servers/ocs_mirror.py)."""
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers", "ocs_mirror.py")
+    proc = stack.python("ocs-mirror", path, env={"NAME": "ocs_mirror", "FROM": str(MIRROR[0]),
+                                                 "TO": str(MIRROR[1])}).start()
+    try:
+        wait_for(lambda: "ocs_mirror" in node_names(client), 30, "the mirror to register")
+
+        def listed():
+            got = requests.get(stack.http + "/api/v1/fields", params={"node": "ocs_mirror"}, timeout=5)
+            return got.status_code == 200 and len(got.json()) == 3
+
+        wait_for(listed, 60, "the bridge to list the mirror's fields")
+        mirror = client.data("ocs_mirror", ["observatory.therm1.feeds.temperatures.ch1_t"], *MIRROR)
+        yield mirror["observatory.therm1.feeds.temperatures.ch1_t"]
+    finally:
+        proc.stop()
+
+
+def _union(g3, mirror):
+    t_a, v_a = _truth(g3, "ch1_t")
+    t_b = (np.asarray(mirror.t) * 1e9).astype(np.int64)
+    v_b = np.asarray(mirror.values, dtype=np.float64)
+    common = np.intersect1d(t_a, t_b)
+    assert len(common) > 1000 and len(np.setdiff1d(t_b, t_a)) > 1000  # they overlap, and each adds samples
+    a = dict(zip(t_a.tolist(), v_a.tolist(), strict=True))
+    b = dict(zip(t_b.tolist(), v_b.tolist(), strict=True))
+    assert all(a[t] == b[t] for t in common.tolist())  # the same samples where both hold them
+    t = np.array(sorted(a.keys() | b.keys()), dtype=np.int64)
+    return t, np.array([a.get(x, b.get(x)) for x in t.tolist()])
+
+
+def test_a_series_held_by_two_nodes_is_one_series(stack, g3, mirrored):
+    (result,) = _query(stack, f'SHOW SERIES FROM "{THERM}"')
+    assert result["series"][0]["values"] == [[f"{THERM},feed=temperatures"]]
+    t_ns, v = _union(g3, mirrored)
+    a, b = int(START) + 1000, int(MIRROR[1])
+    have = _buckets(t_ns, v, a * NS, b * NS, 600 * NS)
+    q = (f'SELECT count("ch1_t"), mean("ch1_t"), max("ch1_t"), first("ch1_t"), last("ch1_t"), median("ch1_t") '
+         f'FROM "{THERM}" WHERE time >= {a}s AND time <= {b}s GROUP BY time(10m) fill(none)')
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    want = [[k // NS, len(xs), sum(xs) / len(xs), max(xs), xs[0], xs[-1], float(np.median(xs))]
+            for k, xs in sorted(have.items())]
+    assert series["values"] == [pytest.approx(row, rel=1e-12) for row in want]
+    c, d = int(START) + 7000, int(START) + 7060  # both nodes hold these
+    q = f'SELECT "ch1_t" FROM "{THERM}" WHERE time >= {c}s AND time <= {d}s'
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    keep = (t_ns >= c * NS) & (t_ns <= d * NS)
+    assert keep.sum() == 61
+    assert series["values"] == [[int(t), float(x)] for t, x in zip(t_ns[keep], v[keep], strict=True)]

@@ -10,8 +10,8 @@ import pytest
 from sisock.components.http.influxql import answer, conditions
 from sisock.components.http.influxql import statements as st
 from sisock.components.http.influxql.catalog import Catalog, locate
+from sisock.components.http.influxql.fields import column_names, expand
 from sisock.components.http.influxql.parser import ParseError, duration_ns, parse
-from sisock.components.http.influxql.select import column_names, expand
 
 NOW = 1_700_000_000_000_000_000
 H = 3_600_000_000_000

@@ -46,6 +46,11 @@ def in_ns(stats: dict) -> dict:
     return out
 
 
+def select_buckets(stats: dict, mask: np.ndarray) -> dict:
+    """The statistics of the buckets ``mask`` keeps."""
+    return {k: np.asarray(v)[mask] for k, v in stats.items()}
+
+
 def _pick(buckets, primary, secondary, starts_of) -> np.ndarray:
     order = np.lexsort((secondary, primary, buckets))
     return order[starts_of(buckets[order])]
@@ -250,3 +255,14 @@ def selector_rank(call, value, t_ns: int) -> tuple:
     if call.name == "first":
         return (t_ns, -v)
     return (-t_ns, -v)  # last
+
+
+def count_distinct(t_ns: np.ndarray, values: np.ndarray, interval_ns: int, offset_ns: int):
+    """``count(distinct(f))`` per bucket: how many different values."""
+    buckets = buckets_of(np.asarray(t_ns, dtype=np.int64), interval_ns, offset_ns)
+    counts: dict[int, set] = {}
+    for b, v in zip(buckets.tolist(), values.tolist(), strict=True):
+        counts.setdefault(b, set()).add(v)
+    keys = sorted(counts)
+    out = np.asarray(keys, dtype=np.int64)
+    return out, [len(counts[k]) for k in keys], out

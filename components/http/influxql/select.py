@@ -11,7 +11,6 @@ until the answer is written.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,8 @@ from . import statements as st
 from .catalog import Catalog
 from .conditions import QueryError
 from .fetch import Reader
+from .fields import calls_in, check_call, column_names, counts_distinct, expand, field_of, from_samples, refs_in
+from .rows import fill_column, place, value_of, window
 
 #: Zones whose buckets and times are UTC's: ``tz()`` naming them changes nothing.
 UTC_ZONES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal")
@@ -42,163 +43,6 @@ class Group:
     tags: tuple
     #: ``[(series tags, [columns])]``
     series: tuple
-
-
-# -- fields ---------------------------------------------------------------------
-
-def _calls(expr, out: list):
-    if isinstance(expr, st.Call):
-        if expr not in out:
-            out.append(expr)
-    elif isinstance(expr, st.Binary):
-        _calls(expr.lhs, out)
-        _calls(expr.rhs, out)
-    return out
-
-
-def _refs(expr, out: list):
-    """Bare variable references (outside calls)."""
-    if isinstance(expr, st.VarRef):
-        out.append(expr.name)
-    elif isinstance(expr, st.Binary):
-        _refs(expr.lhs, out)
-        _refs(expr.rhs, out)
-    return out
-
-
-def _field_name(expr) -> str:
-    if isinstance(expr, st.Call):
-        return expr.name
-    if isinstance(expr, st.VarRef):
-        return expr.name
-    if isinstance(expr, st.Binary):
-        names = []
-        _binary_names(expr, names)
-        return "_".join(names)
-    return ""
-
-
-def _binary_names(expr, names):
-    if isinstance(expr, st.Call):
-        names.append(expr.name)
-    elif isinstance(expr, st.VarRef):
-        names.append(expr.name)
-    elif isinstance(expr, st.Binary):
-        _binary_names(expr.lhs, names)
-        _binary_names(expr.rhs, names)
-
-
-def column_names(fields) -> list[str]:
-    """InfluxDB's column names: aliases first, then generated names made
-    unique with ``_1``, ``_2``, ..."""
-    names = [f.alias or "" for f in fields]
-    seen: dict[str, int] = {f.alias: 1 for f in fields if f.alias}
-    for i, f in enumerate(fields):
-        if names[i]:
-            continue
-        name = _field_name(f.expr)
-        count = seen.get(name)
-        if count is not None:
-            while True:
-                resolved = f"{name}_{count}"
-                if resolved not in seen:
-                    seen[name] = count + 1
-                    name = resolved
-                    break
-                count += 1
-        seen[name] = seen.get(name, 0) + 1
-        names[i] = name
-    return ["time", *names]
-
-
-def expand(fields, measurements, catalog: Catalog, dimensions: set[str]) -> list[st.SelectField]:
-    """Wildcards and regexes replaced by the fields (and, outside calls,
-    tags) they stand for, sorted by name, as InfluxDB rewrites them."""
-    field_keys: dict[str, str] = {}
-    tag_keys: set[str] = set()
-    for m in measurements:
-        for key, kind in catalog.field_keys(m).items():
-            field_keys.setdefault(key, kind)
-        tag_keys.update(catalog.tag_keys(m))
-    tag_keys -= dimensions
-    out = []
-    for f in fields:
-        expr = f.expr
-        if isinstance(expr, (st.Wildcard, st.RegexRef)):
-            names = sorted(set(field_keys) | tag_keys)
-            if isinstance(expr, st.RegexRef):
-                names = [n for n in names if expr.pattern.search(n)]
-            out.extend(st.SelectField(st.VarRef(n)) for n in names)
-        elif isinstance(expr, st.Call) and expr.args and isinstance(expr.args[0], (st.Wildcard, st.RegexRef)):
-            arg = expr.args[0]
-            keys = [k for k in sorted(field_keys) if isinstance(arg, st.Wildcard) or arg.pattern.search(k)]
-            if expr.name not in functions.FOR_STRINGS:
-                keys = [k for k in keys if field_keys[k] != "string"]
-            for key in keys:
-                out.append(st.SelectField(st.Call(expr.name, (st.VarRef(key), *expr.args[1:])),
-                                          f.alias and f"{f.alias}_{key}" or f"{expr.name}_{key}"))
-        else:
-            out.append(f)
-    return out
-
-
-def _field_of(call: st.Call) -> str:
-    """The field a call reads (through a transformation's inner call)."""
-    inner = call.args[0]
-    return _field_of(inner) if isinstance(inner, st.Call) else inner.name
-
-
-def _check_transform(call: st.Call, interval):
-    name = call.name
-    inner = call.args[0] if call.args else None
-    if name in ("derivative", "non_negative_derivative"):
-        if not 1 <= len(call.args) <= 2:
-            raise QueryError(f"invalid number of arguments for {name}, expected at least 1 but no more than 2, "
-                             f"got {len(call.args)}")
-        if len(call.args) == 2 and not isinstance(call.args[1], st.Duration):
-            raise QueryError(f"second argument to {name} must be a duration")
-        if len(call.args) == 2 and call.args[1].ns <= 0:
-            raise QueryError(f"duration argument must be positive, got {call.args[1].ns}ns")
-    elif name == "moving_average":
-        if len(call.args) != 2:
-            raise QueryError(f"invalid number of arguments for moving_average, expected 2, got {len(call.args)}")
-        n = call.args[1]
-        if not (isinstance(n, st.Literal) and isinstance(n.value, int) and not isinstance(n.value, bool)):
-            raise QueryError("second argument for moving_average must be an integer")
-        if n.value <= 1:
-            raise QueryError(f"moving_average window must be greater than 1, got {n.value}")
-    elif len(call.args) != 1:
-        raise QueryError(f"invalid number of arguments for {name}, expected 1, got {len(call.args)}")
-    if not interval:
-        if isinstance(inner, st.Call):
-            raise QueryError(f"{name} aggregate requires a GROUP BY interval")
-        if not isinstance(inner, st.VarRef):
-            raise QueryError(f"expected field argument in {name}()")
-        return  # of a raw field: on its samples
-    if not isinstance(inner, st.Call):
-        raise QueryError(f"aggregate function required inside the call to {name}")
-    if inner.name in functions.TRANSFORMS:
-        raise QueryError(f"{name}({inner.name}()) is not supported by this server")
-    _check_call(inner, interval)
-
-
-def _check_call(call: st.Call, interval=None):
-    if call.name in functions.TRANSFORMS:
-        _check_transform(call, interval)
-        return
-    if call.name not in functions.SUPPORTED:
-        if call.name in functions.KNOWN:
-            raise QueryError(f"{call.name}() is not supported by this server; "
-                             f"use one of {', '.join(functions.SUPPORTED)}")
-        raise QueryError(f"undefined function {call.name}()")
-    expected = 2 if call.name == "percentile" else 1
-    if len(call.args) != expected:
-        raise QueryError(f"invalid number of arguments for {call.name}, expected {expected}, got {len(call.args)}")
-    if not isinstance(call.args[0], st.VarRef):
-        raise QueryError(f"expected field argument in {call.name}()")
-    if expected == 2 and not (isinstance(call.args[1], st.Literal) and isinstance(call.args[1].value, (int, float))
-                              and not isinstance(call.args[1].value, bool)):
-        raise QueryError("expected float argument in percentile()")
 
 
 # -- sources and groups ------------------------------------------------------------
@@ -235,74 +79,6 @@ def groups_of(stmt: st.Select, measurements, tag_cond, catalog: Catalog) -> list
     return out
 
 
-# -- values ----------------------------------------------------------------------
-
-def _arith(op: str, a, b):
-    if a is None or b is None or isinstance(a, str) or isinstance(b, str):
-        return None
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if op == "/":
-        return a / b if b != 0 else 0.0
-    if op == "%":
-        return math.fmod(a, b) if b != 0 else 0.0
-    raise QueryError(f"invalid operator {op} in a field expression")
-
-
-def _value(expr, known: dict):
-    if isinstance(expr, st.Literal):
-        return expr.value
-    if isinstance(expr, st.Call):
-        return known.get(expr)
-    if isinstance(expr, st.VarRef):
-        return known.get(expr.name)
-    if isinstance(expr, st.Binary):
-        return _arith(expr.op, _value(expr.lhs, known), _value(expr.rhs, known))
-    if isinstance(expr, st.Duration):
-        return expr.ns
-    raise QueryError("unsupported field expression")
-
-
-def _window(t: int, interval: int, offset: int) -> int:
-    return (t - offset) // interval * interval + offset
-
-
-def _place(points, n: int, positions) -> list:
-    """A call's values at their rows (``positions`` of its bucket starts), None elsewhere."""
-    column = [None] * n
-    buckets, values = points[0], points[1]
-    for i, value in zip(positions(buckets), values, strict=True):
-        column[i] = value
-    return column
-
-
-def _fill(kind: st.Fill, call: st.Call, column: list) -> list:
-    """One call's column over the whole bucket range, its empty buckets filled."""
-    fill = kind
-    if fill.kind == "null" and call.name == "count":
-        fill = st.Fill("number", 0)
-    if fill.kind == "null":
-        return column
-    if fill.kind == "number":
-        return [fill.value if v is None else v for v in column]
-    if fill.kind == "linear":
-        known = [(i, v) for i, v in enumerate(column) if v is not None]
-        out = list(column)
-        for (i0, v0), (i1, v1) in zip(known, known[1:], strict=False):
-            for i in range(i0 + 1, i1):
-                out[i] = v0 + (v1 - v0) * (i - i0) / (i1 - i0)
-        return out
-    out, previous = [], None
-    for v in column:  # previous
-        previous = v if v is not None else previous
-        out.append(previous)
-    return out
-
-
 class SelectRun:
     """One SELECT over one catalog."""
 
@@ -318,10 +94,10 @@ class SelectRun:
         fields = expand(stmt.fields, measurements, ctx.catalog, dims)
         calls: list[st.Call] = []
         for f in fields:
-            _calls(f.expr, calls)
+            calls_in(f.expr, calls)
         for call in calls:
-            _check_call(call, stmt.interval)
-        bare = [n for f in fields for n in _refs(f.expr, [])]
+            check_call(call, stmt.interval)
+        bare = [n for f in fields for n in refs_in(f.expr, [])]
         if calls and bare:
             if not all(c.name in functions.SELECTORS for c in calls):
                 raise QueryError("mixing aggregate and non-aggregate queries is not supported")
@@ -409,7 +185,7 @@ class SelectRun:
             return
         interval, offset = self._grid()
         lo = self.lo if self.lo != st.MIN_TIME else 0
-        buckets = (_window(self.hi, interval, offset) - _window(lo, interval, offset)) // interval + 1
+        buckets = (window(self.hi, interval, offset) - window(lo, interval, offset)) // interval + 1
         total = buckets * len(self.columns) * max(len(groups), 1)
         if total > self.ctx.max_points:
             raise QueryError(f"the answer would hold {total} values ({buckets} buckets), more than the "
@@ -419,7 +195,8 @@ class SelectRun:
     def _fetch(self, calls, groups, reader: Reader, interval: int, offset: int) -> dict:
         """Statistics for ``calls``: one request per node for series held by
         one node; series held by several are merged from their samples."""
-        stat_keys = {_field_of(c) for c in calls if c.name in functions.FROM_STATS}
+        stat_keys = {field_of(c) for c in calls
+                     if c.name in functions.FROM_STATS and not counts_distinct(c)}
         single, shared = [], []
         for group in groups:
             for _tags, columns in group.series:
@@ -429,12 +206,12 @@ class SelectRun:
                         by_key.setdefault(column.key, []).append(column)
                 for cols in by_key.values():
                     (single if len(cols) == 1 else shared).append(tuple(cols))
-        sample_keys = {_field_of(c) for c in calls if c.name in functions.FROM_SAMPLES}
-        reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys]
-                       + [c for cols in shared for c in cols])
-        stats = reader.stats([c[0] for c in single], interval, offset) if single else {}
+        sample_keys = {field_of(c) for c in calls if from_samples(c)}
+        reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys])
+        asked = [c[0] for c in single] + [c for cols in shared for c in cols]
+        stats = reader.stats(asked, interval, offset) if asked else {}
         for cols in shared:
-            merged = reader.series_stats(list(cols), interval, offset)
+            merged = self._merge_shared(cols, stats, reader, interval, offset)
             if merged is not None:
                 stats[cols] = merged
         buckets = sum(len(s["bucket"]) for s in stats.values())
@@ -444,17 +221,38 @@ class SelectRun:
                              "shorten the range or widen GROUP BY time()")
         return stats
 
+    def _merge_shared(self, cols: tuple, stats: dict, reader: Reader, interval: int, offset: int) -> dict | None:
+        """One series held by several nodes (an archive and a live feed):
+        each node's statistics where it alone has samples, and statistics
+        of the merged samples (a time both hold counted once) for the
+        buckets where their samples overlap."""
+        held = [(c, stats[c]) for c in cols if c in stats and len(stats[c]["bucket"])]
+        if len(held) <= 1:
+            return held[0][1] if held else None
+        spans = [(int(s["t_first"].min()), int(s["t_last"].max())) for _c, s in held]
+        overlaps = [(max(a[0], b[0]), min(a[1], b[1])) for i, a in enumerate(spans) for b in spans[i + 1:]]
+        overlaps = [(lo, hi) for lo, hi in overlaps if lo <= hi]
+        if not overlaps:
+            return functions.combine([s for _c, s in held])
+        first = window(min(lo for lo, _hi in overlaps), interval, offset)
+        last = window(max(hi for _lo, hi in overlaps), interval, offset) + interval - 1
+        parts = [functions.select_buckets(s, (s["bucket"] < first) | (s["bucket"] > last)) for _c, s in held]
+        inside = Reader(self.ctx.datasource, max(first, reader.lo_ns), min(last, reader.hi_ns),
+                        self.ctx.now_ns, self.ctx.max_points)
+        merged = inside.series_stats([c for c, _s in held], interval, offset)
+        return functions.combine(parts + ([merged] if merged is not None else []))
+
     def _aggregate(self, groups: list[Group]) -> list[dict]:
         self._check_buckets(groups)
         interval, offset = self._grid()
-        keys = {_field_of(call) for call in self.calls}
+        keys = {field_of(call) for call in self.calls}
         for group in groups:
             for _tags, columns in group.series:
                 for column in columns:
                     if column.key in keys and column.type == "string":
                         for call in self.calls:
                             inner = call.args[0] if call.name in functions.TRANSFORMS else call
-                            if _field_of(call) == column.key and inner.name not in functions.FOR_STRINGS:
+                            if field_of(call) == column.key and inner.name not in functions.FOR_STRINGS:
                                 raise QueryError(f"unsupported {inner.name} iterator type: "
                                                  f"{column.key} is a string field")
         plain = [c for c in self.calls if c.name not in functions.TRANSFORMS]
@@ -490,17 +288,17 @@ class SelectRun:
         inner_call = inner[call]
         buckets, values, _times = self._call_points(inner_call, group, stats, interval, offset, reader)
         if self.stmt.fill.kind != "none" and len(buckets):
-            first = _window(lo, interval, offset) if lo != st.MIN_TIME else int(buckets[0])
-            last = _window(self.hi, interval, offset)
+            first = window(lo, interval, offset) if lo != st.MIN_TIME else int(buckets[0])
+            last = window(self.hi, interval, offset)
             times = list(range(first, last + 1, interval))
-            column = _place((buckets, values), len(times), lambda b: ((b - first) // interval).tolist())
-            column = _fill(self.stmt.fill, inner_call, column)
+            column = place((buckets, values), len(times), lambda b: ((b - first) // interval).tolist())
+            column = fill_column(self.stmt.fill, inner_call, column)
             pairs = [(t, v) for t, v in zip(times, column, strict=True) if v is not None]
         else:
             pairs = [(t, v) for t, v in zip(buckets.tolist(), values, strict=True) if v is not None]
         unit = call.args[1].ns if call.name.endswith("derivative") and len(call.args) == 2 else interval
-        window = call.args[1].value if call.name == "moving_average" else None
-        t_out, v_out = functions.transform(call.name, pairs, unit, window)
+        span = call.args[1].value if call.name == "moving_average" else None
+        t_out, v_out = functions.transform(call.name, pairs, unit, span)
         t_out = np.asarray(t_out, dtype=np.int64)
         return t_out, v_out, t_out
 
@@ -509,8 +307,8 @@ class SelectRun:
         if call.name in functions.TRANSFORMS:
             return self._transform_points(call, group, interval, offset)
         reader = reader or self.reader
-        key = call.args[0].name
-        if call.name in functions.FROM_SAMPLES:
+        key = field_of(call)
+        if from_samples(call):
             helds = [tuple(c for c in cols if c.key == key) for _tags, cols in group.series]
             if self.filtered is not None:
                 parts = [self.filtered[h] for h in helds if h in self.filtered]
@@ -520,6 +318,9 @@ class SelectRun:
             if not parts:
                 return np.zeros(0, np.int64), [], np.zeros(0, np.int64)
             t_ns = np.concatenate([p[0] for p in parts])
+            if counts_distinct(call):
+                values = np.concatenate([np.asarray(p[1], dtype=object) for p in parts])
+                return functions.count_distinct(t_ns, values, interval, offset)
             values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
             order = np.argsort(t_ns, kind="stable")
             arg = call.args[1].value if len(call.args) > 1 else None
@@ -543,25 +344,25 @@ class SelectRun:
             if len(self.calls) == 1 and self.calls[0].name in functions.SELECTORS:
                 time_ns = int(points[self.calls[0]][2][0])
             known = {call: (p[1][0] if len(p[0]) else None) for call, p in points.items()}
-            return self._series(group, [[time_ns, *[_value(f.expr, known) for f in self.fields]]])
+            return self._series(group, [[time_ns, *[value_of(f.expr, known) for f in self.fields]]])
         only_transforms = all(call.name in functions.TRANSFORMS for call in self.calls)
         if stmt.fill.kind == "none" or only_transforms:
             times = sorted(set().union(*[set(p[0].tolist()) for p in points.values()]))
             position = {t: i for i, t in enumerate(times)}
-            filled = [_place(points[call], len(times), lambda b: [position[t] for t in b.tolist()])
+            filled = [place(points[call], len(times), lambda b: [position[t] for t in b.tolist()])
                       for call in self.calls]
         else:
             if self.lo != st.MIN_TIME:
-                first = _window(self.lo, interval, offset)
+                first = window(self.lo, interval, offset)
             else:
                 first = min(int(p[0][0]) for p in points.values() if len(p[0]))
-            last = _window(self.hi, interval, offset)
+            last = window(self.hi, interval, offset)
             times = list(range(first, last + 1, interval))
             filled = []
             for call in self.calls:
-                column = _place(points[call], len(times), lambda b: ((b - first) // interval).tolist())
+                column = place(points[call], len(times), lambda b: ((b - first) // interval).tolist())
                 transformed = call.name in functions.TRANSFORMS  # InfluxDB fills their input, not them
-                filled.append(_fill(stmt.fill, call, column) if len(points[call][0]) and not transformed
+                filled.append(fill_column(stmt.fill, call, column) if len(points[call][0]) and not transformed
                               else column)
         return self._series(group, self._rows(times, filled))
 
@@ -574,7 +375,7 @@ class SelectRun:
             if isinstance(f.expr, st.Call):
                 columns.append(filled[index[f.expr]])
             else:
-                columns.append([_value(f.expr, {call: filled[i][r] for call, i in index.items()})
+                columns.append([value_of(f.expr, {call: filled[i][r] for call, i in index.items()})
                                 for r in range(len(times))])
         return [list(row) for row in zip(times, *columns, strict=True)]
 
@@ -598,7 +399,7 @@ class SelectRun:
         return conditions.point_matches(self.point_filter, tags, {k: point.get(k) for k in self.cond_fields})
 
     def _raw(self, groups: list[Group]) -> list[dict]:
-        refs = {n for f in self.fields for n in _refs(f.expr, [])}
+        refs = {n for f in self.fields for n in refs_in(f.expr, [])}
         keys = refs | set(self.cond_fields)
         self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in keys])
         out = []
@@ -615,7 +416,7 @@ class SelectRun:
                     if not any(point.get(n) is not None for n in field_refs) or not self._passes(tag_map, point):
                         continue
                     known = {**{k: v for k, v in tag_map.items() if k in refs}, **point}
-                    rows.append([t, *[_value(f.expr, known) for f in self.fields]])
+                    rows.append([t, *[value_of(f.expr, known) for f in self.fields]])
             rows.sort(key=lambda row: row[0])
             series = self._series(group, rows)
             if series is not None:
@@ -643,8 +444,8 @@ class SelectRun:
                 if call.name != "cumulative_sum" and call.name != "moving_average":
                     pairs = [p for i, p in enumerate(pairs) if i == 0 or p[0] != pairs[i - 1][0]]
                 unit = call.args[1].ns if call.name.endswith("derivative") and len(call.args) == 2 else 10**9
-                window = call.args[1].value if call.name == "moving_average" else None
-                points[call] = dict(zip(*functions.transform(call.name, pairs, unit, window), strict=True))
+                span = call.args[1].value if call.name == "moving_average" else None
+                points[call] = dict(zip(*functions.transform(call.name, pairs, unit, span), strict=True))
             times = sorted(set().union(*[set(p) for p in points.values()]))
             if not times:
                 continue
@@ -676,7 +477,7 @@ class SelectRun:
                     value = point.get(key)
                     if value is None or not self._passes(tag_map, point):
                         continue
-                    bucket = _window(t, interval, offset)
+                    bucket = window(t, interval, offset)
                     rank = functions.selector_rank(call, value, t)
                     if bucket not in best or rank < best[bucket][0]:
                         best[bucket] = (rank, t, value, point, tag_map)
@@ -685,11 +486,11 @@ class SelectRun:
             rows = []
             buckets = sorted(best)
             if self.stmt.interval and self.stmt.fill.kind != "none":
-                first = _window(self.lo, interval, offset) if self.lo != st.MIN_TIME else buckets[0]
-                times = list(range(first, _window(self.hi, interval, offset) + 1, interval))
+                first = window(self.lo, interval, offset) if self.lo != st.MIN_TIME else buckets[0]
+                times = list(range(first, window(self.hi, interval, offset) + 1, interval))
             else:
                 times = buckets
-            column = _fill(self.stmt.fill, call, [best[b][2] if b in best else None for b in times]) \
+            column = fill_column(self.stmt.fill, call, [best[b][2] if b in best else None for b in times]) \
                 if self.stmt.interval else [best[b][2] for b in times]
             for b, selected in zip(times, column, strict=True):
                 chosen = best.get(b)
@@ -698,7 +499,7 @@ class SelectRun:
                     known.update({k: v for k, v in chosen[4].items() if k in aux})
                     known.update({k: v for k, v in chosen[3].items() if k in aux})
                 t = b if self.stmt.interval else chosen[1]
-                rows.append([t, *[_value(f.expr, known) for f in self.fields]])
+                rows.append([t, *[value_of(f.expr, known) for f in self.fields]])
             series = self._series(group, rows)
             if series is not None:
                 out.append(series)
@@ -707,7 +508,7 @@ class SelectRun:
     def _filtered_samples(self, groups, calls) -> dict:
         """With a field condition: each series' samples of each key the calls
         read, only at the points passing it; keyed as statistics are."""
-        keys = {_field_of(c) for c in calls}
+        keys = {field_of(c) for c in calls}
         self.reader.samples([c for g in groups for _tags, cols in g.series for c in cols
                              if c.key in keys or c.key in self.cond_fields])
         out = {}
