@@ -225,6 +225,10 @@ def _edge_cases() -> list[Case]:
         f'SELECT sum("x") FROM "{FAST}" WHERE time >= {a + 250}ms and time <= {a + 10750}ms GROUP BY time(1s)',
         f'SELECT first("x"), last("x") FROM "{FAST}" WHERE time >= {a}ms and time <= {a + 30000}ms '
         "GROUP BY time(7s) fill(previous)",
+        # More than 10,000 rows in one series: InfluxDB 1.x sends them all, flagged "partial": true.
+        f'SELECT mean("ch1_t") FROM "{THERM}" WHERE ("feed" = \'temperatures\') AND {t_all} '
+        "GROUP BY time(1s) fill(null)",
+        f'SELECT "x" FROM "{FAST}" WHERE {t_all} LIMIT 12000',
         # Whole-day buckets over a range shorter than one.
         f'SELECT mean("ch2_t") FROM "{THERM}" WHERE {t_all} GROUP BY time(1d) fill(null)',
         f'SELECT max("ch2_t") FROM "{THERM}" WHERE {t_all} GROUP BY time(1w) fill(null)',
@@ -263,7 +267,8 @@ def _edge_cases() -> list[Case]:
         f'SELECT mean("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY time(1m) fill(null) LIMIT 5 OFFSET 3',
         f'SELECT mean("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY time(10m), "feed" fill(null) SLIMIT 1',
         f'SELECT "x" FROM "{FAST}" WHERE {tf} LIMIT 3 OFFSET 5',
-        f'SELECT count(distinct("state")) FROM "{TYPED}" WHERE time >= {ms(TYPED_START)}ms GROUP BY time(30m)',
+        f'SELECT count(distinct("state")) FROM "{TYPED}" WHERE time >= {ms(TYPED_START)}ms and '
+        f'time <= {ms(TYPED_START + 2 * TYPED_N)}ms GROUP BY time(30m)',
         f'SELECT mean("ch1_t") FROM "{THERM}" WHERE {tf} GROUP BY time(10m) fill(null) tz(\'UTC\')',
         f'SELECT mean("ch1_t") AS "T" FROM "{THERM}" WHERE {tf} GROUP BY time(30m), "feed" fill(none)',
     ]

@@ -44,26 +44,10 @@ def _integer_as_float(want: dict, got: dict) -> dict:
     return out
 
 
-def _refused(word: str = ""):
-    """The statement answered with sisock's one-line statement error (naming ``word``)."""
-    def expect(want: dict, got: dict) -> dict:
-        out = copy.deepcopy(want)
-        for mine, theirs in zip(out.get("results", []), got.get("results", []), strict=False):
-            error = theirs.get("error")
-            if isinstance(error, str) and word in error and "\n" not in error:
-                mine.clear()
-                mine.update(statement_id=theirs["statement_id"], error=error)
-        return out
-    return expect
-
-
 INTENDED = [
     Intended("integer fields are listed as float: the g3-reader reports them as numbers, and the data "
              "contract has no integer type (their values compare equal)",
              lambda q: "SHOW FIELD KEYS" in q.upper(), _integer_as_float),
-    Intended("distinct() is refused with a one-line error: not in Grafana's builder menus for OCS panels, "
-             "and it needs every sample of every bucket",
-             lambda q: "distinct(" in q, _refused()),
 ]
 
 
