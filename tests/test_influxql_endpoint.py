@@ -206,6 +206,16 @@ def test_selector_without_group_by_has_the_samples_time(stack, g3):
     assert series["values"] == [[int(a * NS), pytest.approx(float(v.mean()), rel=1e-12), float(v[-1])]]
 
 
+def test_series_longer_than_influxdbs_chunk_are_marked_partial(stack, g3):
+    q = f'SELECT mean("ch1_t") FROM "{THERM}" WHERE time >= {int(START)}s AND time <= {int(START)}s + {{}}s ' \
+        "GROUP BY time(1s) fill(null)"
+    (series,) = _query(stack, q.format(9999), epoch="s")[0]["series"]
+    assert len(series["values"]) == 10000 and "partial" not in series
+    (series,) = _query(stack, q.format(10000), epoch="s")[0]["series"]
+    assert len(series["values"]) == 10001 and series["partial"] is True
+    assert list(series) == ["name", "columns", "values", "partial"]
+
+
 def test_times_are_rfc3339_without_epoch(stack, g3):
     a = START + 60
     (series,) = _query(stack, f'SELECT "ch1_t" FROM "{THERM}" WHERE time >= {_ms(a)}ms LIMIT 2')[0]["series"]
@@ -246,6 +256,14 @@ def test_parse_errors_are_400_with_influxdb_shape(stack, bridge):
     assert r.status_code == 400 and r.json()["error"].startswith("error parsing query: ")
     r = requests.get(stack.http + "/influxdb/query", timeout=10)
     assert r.status_code == 400 and r.json() == {"error": 'missing required parameter "q"'}
+
+
+def test_overly_nested_statements_are_refused_in_one_line(stack, bridge):
+    q = 'SELECT mean("x") FROM "m" WHERE ' + " OR ".join(["\"t\" = 'v'"] * 5000)
+    r = requests.post(stack.http + "/influxdb/query", data={"db": "ocs_feeds", "q": q}, timeout=60)
+    assert r.status_code == 200, r.text
+    (result,) = r.json()["results"]
+    assert "nested too deeply" in result["error"]
 
 
 def test_statement_errors_stop_the_query(stack, bridge):
@@ -622,3 +640,19 @@ def test_a_series_held_by_two_nodes_is_one_series(stack, g3, mirrored):
     keep = (t_ns >= c * NS) & (t_ns <= d * NS)
     assert keep.sum() == 61
     assert series["values"] == [[int(t), float(x)] for t, x in zip(t_ns[keep], v[keep], strict=True)]
+
+
+def test_without_group_by_time_a_shared_series_is_merged_too(stack, g3, mirrored):
+    t_ns, v = _union(g3, mirrored)
+    a, b = int(START), int(MIRROR[1])
+    keep = (t_ns >= a * NS) & (t_ns <= b * NS)
+    q = (f'SELECT count("ch1_t"), sum("ch1_t"), last("ch1_t") FROM /^observatory\\./ '
+         f"WHERE time >= {a}s AND time <= {b}s")
+    (series,) = _query(stack, q, epoch="s")[0]["series"]
+    assert series["values"] == [[a, int(keep.sum()), pytest.approx(float(v[keep].sum()), rel=1e-12),
+                                 float(v[keep][-1])]]
+    # a selector alone: the selected sample's own time
+    q = f'SELECT max("ch1_t") FROM "{THERM}" WHERE time >= {a}s AND time <= {b}s'
+    (series,) = _query(stack, q, epoch="ns")[0]["series"]
+    i = int(np.argmax(v[keep]))
+    assert series["values"] == [[int(t_ns[keep][i]), float(v[keep][i])]]

@@ -147,6 +147,7 @@ def test_arithmetic_and_aliases():
     ("SELECT x FROM m WHERE a =~ /(/", "invalid regular expression"),
     ("DROP DATABASE ocs_feeds", "found DROP"),
     ("SHOW MEASUREMENTS WITH MEASUREMENT > \"m\"", "expected"),
+    ("SHOW MEASUREMENTS WITH MEASUREMENT =~ /(a+)+$/", "repeats a repeated group"),
 ])
 def test_parse_errors_are_one_line(text, message):
     with pytest.raises(ParseError) as info:
@@ -287,3 +288,31 @@ def test_archived_channels_take_the_layout_their_live_feed_states():
     ((tags, columns),) = catalog.series_of("FakeDataAgent").items()
     assert dict(tags)["channel"] == "0" and {c.node for c in columns} == {"g3_reader", "x_live"}
     assert catalog.field_keys("observatory.x") == {"channel_01": "float"}  # no live layout known for it
+
+
+def test_long_condition_chains_parse():
+    stmt = one("SELECT a FROM m WHERE " + " OR ".join(f"host = 'h{i}'" for i in range(900)))
+    _lo, _hi, cond = conditions.split(stmt.condition, NOW)
+    assert conditions.matches(cond, {"host": "h899"}) and not conditions.matches(cond, {"host": "x"})
+
+
+def test_statistics_combine_with_influxdbs_tie_rules():
+    import numpy as np
+
+    from sisock.components.http.influxql import functions
+
+    def part(bucket, n, total, first, t_first, last, t_last, low, t_low, high, t_high):
+        return {k: np.asarray(v) for k, v in dict(
+            bucket=bucket, n=n, sum=total, first=first, t_first=t_first, last=last, t_last=t_last,
+            min=low, t_min=t_low, max=high, t_max=t_high).items()}
+
+    a = part([0, 10], [2, 1], [3.0, 5.0], [1.0, 5.0], [1, 11], [2.0, 5.0], [2, 11], [1.0, 5.0], [1, 11],
+             [2.0, 5.0], [2, 11])
+    b = part([0], [2], [9.0], [4.0], [1], [5.0], [3], [4.0], [1], [5.0], [3])
+    out = functions.combine([a, b])
+    assert out["bucket"].tolist() == [0, 10] and out["n"].tolist() == [4, 1] and out["sum"].tolist() == [12.0, 5.0]
+    assert out["first"].tolist()[0] == 4.0  # equal first times: the larger value
+    assert out["last"].tolist()[0] == 5.0 and out["t_last"].tolist()[0] == 3
+    assert out["min"].tolist()[0] == 1.0 and out["max"].tolist()[0] == 5.0
+    one = functions.combine([{**a, "bucket": np.zeros(2, np.int64)}])  # rows of one part, one bucket
+    assert one["n"].tolist() == [3] and one["last"].tolist() == [5.0]

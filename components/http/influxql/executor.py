@@ -78,6 +78,8 @@ def _outcome(stmt, ctx, db, rp) -> tuple[list | None, str | None]:
         return None, _one_line(exc)
     except HTTPException as exc:  # a data node failed (502), or refused to send that much
         return None, _one_line(exc.description or exc)
+    except RecursionError:
+        return None, "statement nested too deeply (too many conditions or operators in a row)"
     except RuntimeError as exc:  # the router is unreachable
         return None, _one_line(f"router unavailable: {exc}")
     except Exception:  # noqa: BLE001 - a bug must not become a 500 for Grafana

@@ -57,11 +57,12 @@ def _pick(buckets, primary, secondary, starts_of) -> np.ndarray:
 
 
 def combine(parts: list[dict]) -> dict:
-    """One statistics dict from several series' (ns times)."""
+    """One statistics dict from several series' (ns times); rows with the
+    same bucket, within a part too, become one."""
     parts = [p for p in parts if len(p["bucket"])]
     if not parts:
         return {}
-    if len(parts) == 1:
+    if len(parts) == 1 and np.all(np.diff(parts[0]["bucket"]) > 0):
         return parts[0]
     keys = [k for k in parts[0] if all(k in p for p in parts)]
     cat = {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in keys}

@@ -12,8 +12,9 @@ import os
 import re
 import zoneinfo
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from . import statements as st
 
@@ -44,8 +45,16 @@ def _unescape(body: str, escapes: dict) -> str:
     return re.sub(r"\\.", lambda m: escapes.get(m[0], m[0]), body)
 
 
+#: A repeated group that itself repeats (``(a+)+``): Python's backtracking
+#: engine can take exponential time on it where InfluxDB's (RE2) cannot, so
+#: such a pattern from a client is refused rather than left to hold a thread.
+_NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,?\d*\})")
+
+
 def _regex(token: str) -> re.Pattern:
     body = token[1:-1].replace("\\/", "/")
+    if _NESTED_REPEAT.search(body):
+        raise ParseError(f"regular expression /{body}/ repeats a repeated group; write it without nesting")
     try:
         return re.compile(body)
     except re.error as exc:
@@ -64,7 +73,7 @@ def _int(token) -> int:
 
 
 @v_args(inline=True)
-class _Build(Transformer):
+class _Build(Transformer_NonRecursive):
     # -- top level -------------------------------------------------------
     def start(self, *items):
         stmts, after_statement = [], False
@@ -362,3 +371,5 @@ def parse(text: str) -> list:
         raise ParseError(" ".join(_describe(exc, text).split())) from None
     except LarkError as exc:
         raise ParseError(" ".join(str(exc).split())[:200]) from None
+    except RecursionError:
+        raise ParseError("query nested too deeply (too many conditions or operators in a row)") from None

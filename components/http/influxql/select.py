@@ -23,6 +23,13 @@ from .fetch import Reader
 from .fields import calls_in, check_call, column_names, counts_distinct, expand, field_of, from_samples, refs_in
 from .rows import fill_column, place, value_of, window
 
+#: InfluxDB 1.6 cuts a series into chunks of this many rows and, answering
+#: without ``chunked=true``, joins them back but leaves the series marked
+#: ``"partial": true``: clients see that on every longer series.
+CHUNK_ROWS = 10_000
+#: Buckets (ns) a series held by several nodes is merged on when the
+#: statement has no GROUP BY time: a multiple of the g3-reader's summaries.
+SHARED_GRID = 3600 * 1_000_000_000
 #: Zones whose buckets and times are UTC's: ``tz()`` naming them changes nothing.
 UTC_ZONES = ("UTC", "Etc/UTC", "GMT", "Etc/GMT", "Zulu", "Etc/Zulu", "Universal", "Etc/Universal")
 
@@ -169,6 +176,8 @@ class SelectRun:
             out["tags"] = dict(group.tags)
         out["columns"] = self.columns
         out["values"] = rows
+        if len(rows) > CHUNK_ROWS:
+            out["partial"] = True
         return out
 
     # -- aggregates -------------------------------------------------------------
@@ -208,10 +217,17 @@ class SelectRun:
                     (single if len(cols) == 1 else shared).append(tuple(cols))
         sample_keys = {field_of(c) for c in calls if from_samples(c)}
         reader.samples([c for g in groups for _tags, cols in g.series for c in cols if c.key in sample_keys])
-        asked = [c[0] for c in single] + [c for cols in shared for c in cols]
-        stats = reader.stats(asked, interval, offset) if asked else {}
+        # Without GROUP BY time the one bucket is the whole range: a shared
+        # series is merged on hour buckets (so only the hours where both
+        # nodes have samples are read as samples), then made one bucket.
+        grid = (interval, offset) if self.stmt.interval else (SHARED_GRID, 0)
+        stats = reader.stats([c[0] for c in single], interval, offset) if single else {}
+        asked = [c for cols in shared for c in cols]
+        own = reader.stats(asked, *grid) if asked else {}
         for cols in shared:
-            merged = self._merge_shared(cols, stats, reader, interval, offset)
+            merged = self._merge_shared(cols, own, reader, *grid)
+            if merged is not None and not self.stmt.interval:
+                merged = functions.combine([{**merged, "bucket": np.zeros(len(merged["bucket"]), np.int64)}])
             if merged is not None:
                 stats[cols] = merged
         buckets = sum(len(s["bucket"]) for s in stats.values())
@@ -332,6 +348,8 @@ class SelectRun:
                 parts.append(stats[held[0]])
             elif held in stats:
                 parts.append(stats[held])
+        if not self.stmt.interval:  # one bucket, however each part labelled it
+            parts = [{**part, "bucket": np.zeros(len(part["bucket"]), np.int64)} for part in parts]
         return functions.evaluate(call.name, functions.combine(parts))
 
     def _aggregate_group(self, group: Group, stats: dict, interval: int, offset: int) -> dict | None:
