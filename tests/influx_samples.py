@@ -152,11 +152,58 @@ LIVE_CHANNELS = ("channel_00", "channel_01")
 LIVE_RATE, LIVE_N = 2.0, 240
 
 
-def live_samples(t0: int) -> tuple[np.ndarray, dict]:
-    """``LIVE_N`` samples at 2 Hz from the whole second ``t0``, values from exact arithmetic."""
-    k = np.arange(LIVE_N)
+def live_samples(t0: int, first: int = 0, last: int = LIVE_N) -> tuple[np.ndarray, dict]:
+    """Samples ``first .. last - 1`` of the 2 Hz live grid from the whole second ``t0``
+    (negative: before it), values from exact arithmetic on the sample number."""
+    k = np.arange(first, last)
     t = t0 + k / LIVE_RATE
     return t, {"channel_00": (k % 37) * 0.25 - 3.0, "channel_01": 20.0 + (k * 7 % 11) / 8.0}
+
+
+#: The plain live feed's aggregator archive: the same feed recorded from
+#: ``ARCHIVED_BEFORE`` samples before the live feed's first one until
+#: ``ARCHIVED_OVERLAP`` samples into it, so one InfluxDB series is held by
+#: two sisock nodes (the g3-reader and the data-feed server), partly both.
+ARCHIVED_BEFORE, ARCHIVED_OVERLAP = 600, 120
+
+
+def archived_live(t0: int) -> tuple[np.ndarray, dict]:
+    return live_samples(t0, -ARCHIVED_BEFORE, ARCHIVED_OVERLAP)
+
+
+def write_feed_file(path: str, description: str, block: str, t: np.ndarray, columns: dict) -> str:
+    """One HK file of one provider holding exactly these samples, as the aggregator writes a feed."""
+    import so3g
+    from so3g.hk.session import HKSessionHelper
+    from spt3g import core
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    helper = HKSessionHelper(session_id=int(t[0]) << 20, start_time=float(t[0]), hkagg_version=2,
+                             description="live archive")
+    prov = helper.add_provider(description)
+    writer = core.G3Writer(path)
+    for frame in (helper.session_frame(), helper.status_frame(timestamp=float(t[0]))):
+        writer.Process(frame)
+    for lo in range(0, len(t), 120):
+        hi = min(len(t), lo + 120)
+        samples = core.G3TimesampleMap()
+        samples.times = core.G3VectorTime([core.G3Time(int(round(x * 1e8))) for x in t[lo:hi]])
+        for name, values in columns.items():
+            samples[name] = core.G3VectorDouble(values[lo:hi])
+        frame = core.G3Frame(core.G3FrameType.Housekeeping)
+        frame["hkagg_version"] = 2
+        frame["hkagg_type"] = so3g.HKFrameType.data
+        frame["session_id"] = helper.session_id
+        frame["prov_id"] = prov
+        frame["timestamp"] = float(t[hi - 1])
+        blocks = core.G3VectorFrameObject()
+        blocks.append(samples)
+        frame["blocks"] = blocks
+        frame["block_names"] = core.G3VectorString([block])
+        writer.Process(frame)
+    writer.Process(core.G3Frame(core.G3FrameType.EndProcessing))
+    del writer
+    return path
 
 
 def live_messages(t0: int) -> dict[str, list]:

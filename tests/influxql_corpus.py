@@ -25,6 +25,8 @@ import itertools
 from dataclasses import dataclass
 
 from influx_samples import (
+    ARCHIVED_BEFORE,
+    ARCHIVED_OVERLAP,
     DATABASE,
     END,
     LIVE_AGENT,
@@ -362,6 +364,21 @@ def _live_cases(live_t0: int) -> list[Case]:
         Case(f'SELECT max("channel_00") FROM "{m}" WHERE {time_filter(a, b)}'),
         Case(f'SHOW FIELD KEYS FROM "{m}"', epoch=None),
         Case(f'SHOW TAG VALUES FROM "{m}" WITH KEY = "feed"', epoch=None),
+    ]
+    # The same series from the feed's archive (g3-reader) and the live feed (data-feed server),
+    # overlapping for a minute: one series, each point once.
+    half = 1 / LIVE_RATE
+    wa, wb = ms(live_t0 - ARCHIVED_BEFORE * half - 10), ms(t1 + 10)
+    oa, ob = ms(live_t0 - 5), ms(live_t0 + ARCHIVED_OVERLAP * half + 5)
+    out += [
+        Case(builder(['mean("channel_00")', 'max("channel_01")'], m, wa, wb, tags=tag)),
+        Case(builder(['count("channel_00")'], m, wa, wb, interval="1m", fill="0")),
+        Case(builder(['first("channel_01")', 'last("channel_01")'], m, oa, ob, interval="7s", fill="none")),
+        Case(f'SELECT "channel_00", "channel_01" FROM "{m}" WHERE {time_filter(oa, ob)}'),
+        Case(f'SELECT "channel_00" FROM "{m}" WHERE {time_filter(wa, wb)} LIMIT 1000'),
+        Case(f'SELECT count("channel_00"), max("channel_00"), first("channel_01"), last("channel_01") FROM "{m}" '
+             f"WHERE {time_filter(wa, wb)}"),
+        Case(f'SELECT mean("channel_01") FROM "{m}" WHERE {time_filter(oa, ob)} GROUP BY "feed"'),
     ]
     relative = [
         f'SELECT mean("channel_00") FROM "{m}" WHERE time >= now() - 1h GROUP BY time(10s) fill(none)',

@@ -15,7 +15,19 @@ import uuid
 import pytest
 import requests
 
-from influx_samples import DATABASE, LIVE_AGENT, LIVE_FEED, TAGGED_AGENT, live_messages, load_both, write_influx
+from influx_samples import (
+    DATABASE,
+    LIVE,
+    LIVE_AGENT,
+    LIVE_FEED,
+    TAGGED_AGENT,
+    archived_live,
+    live_messages,
+    load_both,
+    messages,
+    write_feed_file,
+    write_influx,
+)
 from ocs_publisher import publish
 from procs import wait_for
 
@@ -30,11 +42,17 @@ def influxql_live_t0():
 @pytest.fixture(scope="session")
 def influxql_samples(influxdb, influxql_live_t0, tmp_path_factory):
     """The samples written: the g3 archive on disk and in InfluxDB, the live
-    feeds' messages in InfluxDB; ``(archive directory, {topic: live messages})``."""
+    feeds' messages in InfluxDB; ``(archive directory, {topic: live messages})``.
+    The plain feed's own archive (tests/influx_samples.py ``archived_live``)
+    goes into both too: InfluxDB holds its overlap with the live messages once,
+    as it holds any point written twice."""
     data = tmp_path_factory.mktemp("influxql") / "archive"
     client = influxdb.client(DATABASE)
     client.drop_database(DATABASE)
     _, lines = load_both(str(data), client)
+    t, columns = archived_live(influxql_live_t0)
+    write_feed_file(str(data / "live" / f"{int(t[0])}.g3"), LIVE, "temps", t, columns)
+    lines += write_influx(client, DATABASE, messages(LIVE, "temps", t, columns, chunk=60))
     live = live_messages(influxql_live_t0)
     for batch in live.values():
         lines += write_influx(client, DATABASE, batch)
