@@ -13,8 +13,10 @@ ASSETS  := $(VENDOR)/uPlot.iife.min.js $(VENDOR)/uPlot.min.css
 CHROMIUM := /usr/bin/chromium
 # The compose file is checked with Debian's docker-compose (no engine needed).
 COMPOSE  := /usr/bin/docker-compose
+# The InfluxQL answers are compared with Debian's InfluxDB 1.x, run by the tests.
+INFLUXD  := /usr/bin/influxd
 
-.PHONY: run test test-fast lint install clean web chromium compose-check compose-test docs lock
+.PHONY: run test test-fast lint install clean web chromium influxdb compose-check compose-test docs lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,12 +68,18 @@ $(COMPOSE):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose; }
 
+$(INFLUXD):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y influxdb || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y influxdb; }
+
+influxdb: $(INFLUXD)
+
 install: $(STAMP) web
 
 run: $(STAMP) $(ASSETS)
 	$(BIN)/sisock up
 
-test: $(STAMP) $(ASSETS) $(CHROMIUM) $(COMPOSE)
+test: $(STAMP) $(ASSETS) $(CHROMIUM) $(COMPOSE) $(INFLUXD)
 	$(BIN)/python -m pytest
 
 # The unit tests alone (no router, database or child process; seconds):

@@ -30,7 +30,7 @@ EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 EXTRAS["test"] = [
     "pytest>=8.0", "pytest-timeout>=2.2", "requests>=2.31", "ruff>=0.4", "psutil>=5.9",
     "hypothesis>=6.100", "hypothesis-jsonschema>=0.23", "jsonschema>=4.0", "openapi-spec-validator>=0.7",
-    "playwright>=1.40",
+    "playwright>=1.40", "influxdb>=5.3",
 ]
 EXTRAS["docs"] = ["sphinx>=7.2", "myst-parser>=2.0"]
 

@@ -12,6 +12,8 @@ import requests
 from sisock.base import uri
 from sisock.config import Settings
 
+from influxdb_server import influxdb  # noqa: F401 - the real InfluxDB the InfluxQL answers are compared with
+from influxql_stack import influxql_index, influxql_live_t0, influxql_pair, influxql_samples  # noqa: F401
 from ocs_fixtures import ocs_archive  # noqa: F401 - a session fixture shared by several modules
 from procs import Proc, free_port, port_open, wait_for
 
@@ -27,8 +29,8 @@ TEST_SECRET = "a-test-secret-that-is-not-the-default"
 # split keeps itself honest: a test left unmarked that starts a process
 # fails, saying so, instead of quietly making the fast run slow.
 
-#: Fixtures that start a router, a MariaDB server or real OCS agents.
-SYSTEM_FIXTURES = {"stack", "mariadb_server", "index_env", "ocs_archive"}
+#: Fixtures that start a router, a MariaDB server, an InfluxDB or real OCS agents.
+SYSTEM_FIXTURES = {"stack", "mariadb_server", "index_env", "ocs_archive", "influxdb"}
 #: Modules whose tests start routers, databases or console scripts with
 #: fixtures of their own.
 SYSTEM_MODULES = {
