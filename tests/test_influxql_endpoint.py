@@ -444,7 +444,7 @@ def test_a_live_feed_with_influxdb_tags_in_the_publishers_layout(stack, live):
         t_ns = (raw[name].t * 1e9).astype(np.int64)
         keep = (t_ns >= int(start * 1e9)) & (t_ns <= int(end * 1e9))
         values = raw[name].values[keep]
-        assert len(values) > 20
+        assert len(values) >= 5  # the agent publishes a few samples a second (fewer on a busy machine)
         (row,) = series[channel]["values"]
         assert row[0] == int(start * 1e9) and row[1] == len(values)
         assert row[2] == pytest.approx(float(values.mean()), rel=1e-12) and row[3] == float(values[-1])
