@@ -55,7 +55,44 @@ PROVIDERS = [
 SPIKE_EVERY, SPIKE_SIZE = 6 * 3600, 1000.0
 PANELS = {"6 h": 6 * 3600, "24 h": 86400, "7 d": 7 * 86400}
 MAX_POINTS = 1000
+LAYOUT = {"file_seconds": 3600, "frame_seconds": 300, "spike_every": SPIKE_EVERY, "spike_size": SPIKE_SIZE}
 CONCURRENT, CONCURRENT_SECONDS = 20, 5.0
+
+
+def reference_arguments(doc: str):
+    """``--days``, ``--runs`` and ``--mariadb``, as the benchmarks on the reference archive take them."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--days", type=float, default=7)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--mariadb", action="store_true", help="index in MariaDB (SQL_* or root@127.0.0.1)")
+    return parser.parse_args()
+
+
+def reference_archive(prefix: str, days: float):
+    """The reference archive of the last ``days`` (whole hours), written into
+    a new temporary folder: ``(work folder, data folder, start, end, files,
+    seconds it took to write)``. Shared by the benchmarks that use it."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    data = os.path.join(work, "archive")
+    end = float(int(time.time() // 3600) * 3600)
+    start = end - days * 86400
+    t0 = time.perf_counter()
+    files = write_archive(data, start, end, PROVIDERS, **LAYOUT)
+    return work, data, start, end, files, time.perf_counter() - t0
+
+
+def fresh_database(env: dict, name: str) -> dict:
+    """``env`` (changed in place) naming a new, empty MariaDB database
+    ``name`` on ``SQL_HOST``/``SQL_USER`` (root at 127.0.0.1 by default)."""
+    env.setdefault("SQL_HOST", "127.0.0.1")
+    env.setdefault("SQL_USER", "root")
+    env["SQL_DB"] = name
+    admin = sa.create_engine(database_url({**env, "SQL_DB": "mysql"}))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    admin.dispose()
+    return env
 
 
 def throughput(fn, threads, seconds):
@@ -146,33 +183,17 @@ def peak_rss_mb(pid):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=float, default=7)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--mariadb", action="store_true", help="index in MariaDB (SQL_* or root@127.0.0.1)")
-    args = parser.parse_args()
+    args = reference_arguments(__doc__)
 
-    work = tempfile.mkdtemp(prefix="sisock-g3-bench-")
-    data = os.path.join(work, "archive")
-    end = float(int(time.time() // 3600) * 3600)
-    start = end - args.days * 86400
-    layout = {"file_seconds": 3600, "frame_seconds": 300, "spike_every": SPIKE_EVERY, "spike_size": SPIKE_SIZE}
-    t0 = time.perf_counter()
-    files = write_archive(data, start, end, PROVIDERS, **layout)
-    truth = expected(PROVIDERS, start, end, **layout)
+    work, data, start, end, files, seconds = reference_archive("sisock-g3-bench-", args.days)
+    truth = expected(PROVIDERS, start, end, **LAYOUT)
     size = sum(os.path.getsize(f) for f in files)
-    print(f"archive: {len(files)} files, {size / 1e6:.0f} MB, written in {time.perf_counter() - t0:.1f} s")
+    print(f"archive: {len(files)} files, {size / 1e6:.0f} MB, written in {seconds:.1f} s")
 
     env = dict(os.environ, DATA_DIRECTORY=data, SISOCK_STATE_DIR=os.path.join(work, "state"), LOGLEVEL="warn")
     env.pop("G3_CACHE_MB", None)  # the default cache bound is what is judged
     if args.mariadb:
-        env.setdefault("SQL_HOST", "127.0.0.1")
-        env.setdefault("SQL_USER", "root")
-        env["SQL_DB"] = "sisock_bench"
-        admin = sa.create_engine(database_url({**env, "SQL_DB": "mysql"}))
-        with admin.begin() as conn:
-            conn.execute(sa.text("DROP DATABASE IF EXISTS sisock_bench"))
-            conn.execute(sa.text("CREATE DATABASE sisock_bench CHARACTER SET utf8mb4"))
+        fresh_database(env, "sisock_bench")
     url = database_url(env)
     index = Index(url)  # the schema exists before the timing starts, as in a deployment
     t0 = time.perf_counter()

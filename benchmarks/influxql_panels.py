@@ -24,23 +24,20 @@ warm on 24 h and 7 d, and no slower on 6 h.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import requests
-import sqlalchemy as sa
 
 from sisock.components.g3_scanner import Scanner
-from sisock.demo.g3 import expected, write_archive
+from sisock.demo.g3 import expected
 from sisock.g3.index import Index, database_url
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
-from g3_archive import PROVIDERS, SPIKE_EVERY, SPIKE_SIZE
+from g3_archive import LAYOUT, PROVIDERS, fresh_database, reference_archive, reference_arguments
 
 from influx_compare import diff
 from influx_samples import agent_address, archive_messages, feed_name, write_influx
@@ -66,32 +63,16 @@ def panel_query(from_ms: int, to_ms: int) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=float, default=7)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--mariadb", action="store_true", help="index in MariaDB (SQL_* or root@127.0.0.1)")
-    args = parser.parse_args()
+    args = reference_arguments(__doc__)
 
-    work = tempfile.mkdtemp(prefix="sisock-influxql-bench-")
-    data = os.path.join(work, "archive")
-    end = float(int(time.time() // 3600) * 3600)
-    start = end - args.days * 86400
-    layout = {"file_seconds": 3600, "frame_seconds": 300, "spike_every": SPIKE_EVERY, "spike_size": SPIKE_SIZE}
-    t0 = time.perf_counter()
-    files = write_archive(data, start, end, PROVIDERS, **layout)
+    work, data, start, end, files, seconds = reference_archive("sisock-influxql-bench-", args.days)
     size = sum(os.path.getsize(f) for f in files)
     print(f"archive: {len(files)} files, {size / 1e6:.0f} MB, {sum(len(p.fields) for p in PROVIDERS)} fields at 1 Hz "
-          f"over {args.days:g} days, written in {time.perf_counter() - t0:.1f} s")
+          f"over {args.days:g} days, written in {seconds:.1f} s")
 
     env = dict(os.environ, DATA_DIRECTORY=data, SISOCK_STATE_DIR=os.path.join(work, "state"), LOGLEVEL="warn")
     if args.mariadb:
-        env.setdefault("SQL_HOST", "127.0.0.1")
-        env.setdefault("SQL_USER", "root")
-        env["SQL_DB"] = "sisock_bench_influxql"
-        admin = sa.create_engine(database_url({**env, "SQL_DB": "mysql"}))
-        with admin.begin() as conn:
-            conn.execute(sa.text("DROP DATABASE IF EXISTS sisock_bench_influxql"))
-            conn.execute(sa.text("CREATE DATABASE sisock_bench_influxql CHARACTER SET utf8mb4"))
+        fresh_database(env, "sisock_bench_influxql")
     index = Index(database_url(env))
     t0 = time.perf_counter()
     Scanner(index, data).scan_once()
@@ -102,7 +83,7 @@ def main():
     influx.start()
     t0 = time.perf_counter()
     client = influx.client(DATABASE)
-    lines = write_influx(client, DATABASE, archive_messages(PROVIDERS, expected(PROVIDERS, start, end, **layout)))
+    lines = write_influx(client, DATABASE, archive_messages(PROVIDERS, expected(PROVIDERS, start, end, **LAYOUT)))
     client.close()
     print(f"InfluxDB {influx.proc.argv[0]} loaded through ocs format_data: {lines} lines in "
           f"{time.perf_counter() - t0:.1f} s")

@@ -46,7 +46,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -56,10 +55,9 @@ import requests
 import sqlalchemy as sa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from g3_archive import BIN, MAX_POINTS, PROVIDERS, SPIKE_EVERY, SPIKE_SIZE, iso
+from g3_archive import BIN, MAX_POINTS, PROVIDERS, iso, reference_archive
 
 from sisock.components.g3_scanner import Scanner
-from sisock.demo.g3 import write_archive
 from sisock.g3.index import Index, database_url
 
 from procs import free_port, wait_for  # tests/, put on the path by g3_archive
@@ -444,15 +442,9 @@ def main():
     if os.geteuid() != 0:
         sys.exit("scale_out.py needs root for the network namespace (ip netns)")
 
-    work = tempfile.mkdtemp(prefix="sisock-scale-out-")
-    data = os.path.join(work, "archive")
-    end = float(int(time.time() // 3600) * 3600)
-    start = end - args.days * 86400
-    layout = {"file_seconds": 3600, "frame_seconds": 300, "spike_every": SPIKE_EVERY, "spike_size": SPIKE_SIZE}
-    t0 = time.perf_counter()
-    files = write_archive(data, start, end, PROVIDERS, **layout)
+    work, data, start, end, files, seconds = reference_archive("sisock-scale-out-", args.days)
     print(f"archive: {len(files)} files, {sum(os.path.getsize(f) for f in files) / 1e6:.0f} MB, "
-          f"written in {time.perf_counter() - t0:.1f} s")
+          f"written in {seconds:.1f} s")
 
     db = f"sisock_scale_out_{os.getpid()}"
     sql = {"SQL_HOST": os.environ.get("SQL_HOST") or "127.0.0.1", "SQL_USER": os.environ.get("SQL_USER") or "root",

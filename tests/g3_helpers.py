@@ -171,7 +171,6 @@ def typed_truth(start: float, n: int, period: float = 2.0) -> dict:
 def write_typed_file(path: str, start: float, n: int, period: float = 2.0) -> dict:
     """One HK file of a provider with int, bool, string and float fields,
     written with so3g as an aggregator would; returns :func:`typed_truth`."""
-    import so3g
     from so3g.hk.session import HKSessionHelper
     from spt3g import core
 
@@ -192,17 +191,25 @@ def write_typed_file(path: str, start: float, n: int, period: float = 2.0) -> di
         block["ok"] = core.G3VectorBool([bool(x) for x in values["ok"]])
         block["state"] = core.G3VectorString(list(values["state"]))
         block["level"] = core.G3VectorDouble(values["level"])
-        frame = core.G3Frame(core.G3FrameType.Housekeeping)
-        frame["hkagg_version"] = 2
-        frame["hkagg_type"] = so3g.HKFrameType.data
-        frame["session_id"] = helper.session_id
-        frame["prov_id"] = prov
-        frame["timestamp"] = float(t[hi - 1])
-        blocks = core.G3VectorFrameObject()
-        blocks.append(block)
-        frame["blocks"] = blocks
-        frame["block_names"] = core.G3VectorString(["status"])
-        writer.Process(frame)
+        writer.Process(data_frame(helper, prov, block, "status", float(t[hi - 1])))
     writer.Process(core.G3Frame(core.G3FrameType.EndProcessing))
     del writer
     return truth
+
+
+def data_frame(helper, prov: int, block, block_name: str, timestamp: float):
+    """One HK data frame (schema 2) holding one block, as an aggregator writes it."""
+    import so3g
+    from spt3g import core
+
+    frame = core.G3Frame(core.G3FrameType.Housekeeping)
+    frame["hkagg_version"] = 2
+    frame["hkagg_type"] = so3g.HKFrameType.data
+    frame["session_id"] = helper.session_id
+    frame["prov_id"] = prov
+    frame["timestamp"] = timestamp
+    blocks = core.G3VectorFrameObject()
+    blocks.append(block)
+    frame["blocks"] = blocks
+    frame["block_names"] = core.G3VectorString([block_name])
+    return frame

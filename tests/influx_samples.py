@@ -173,9 +173,10 @@ def archived_live(t0: int) -> tuple[np.ndarray, dict]:
 
 def write_feed_file(path: str, description: str, block: str, t: np.ndarray, columns: dict) -> str:
     """One HK file of one provider holding exactly these samples, as the aggregator writes a feed."""
-    import so3g
     from so3g.hk.session import HKSessionHelper
     from spt3g import core
+
+    from g3_helpers import data_frame
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     helper = HKSessionHelper(session_id=int(t[0]) << 20, start_time=float(t[0]), hkagg_version=2,
@@ -190,17 +191,7 @@ def write_feed_file(path: str, description: str, block: str, t: np.ndarray, colu
         samples.times = core.G3VectorTime([core.G3Time(int(round(x * 1e8))) for x in t[lo:hi]])
         for name, values in columns.items():
             samples[name] = core.G3VectorDouble(values[lo:hi])
-        frame = core.G3Frame(core.G3FrameType.Housekeeping)
-        frame["hkagg_version"] = 2
-        frame["hkagg_type"] = so3g.HKFrameType.data
-        frame["session_id"] = helper.session_id
-        frame["prov_id"] = prov
-        frame["timestamp"] = float(t[hi - 1])
-        blocks = core.G3VectorFrameObject()
-        blocks.append(samples)
-        frame["blocks"] = blocks
-        frame["block_names"] = core.G3VectorString([block])
-        writer.Process(frame)
+        writer.Process(data_frame(helper, prov, samples, block, float(t[hi - 1])))
     writer.Process(core.G3Frame(core.G3FrameType.EndProcessing))
     del writer
     return path
