@@ -165,8 +165,14 @@ def test_the_wire_form_round_trips():
         for key, column in answer.items():
             assert np.asarray(back[name][key]).tolist() == np.asarray(column).tolist()
         assert back[name]["bucket"].dtype == np.int64 and back[name]["n"].dtype == np.int64
+        back[name]["n"][:0] += 1  # writable: not a view of the received bytes
     assert set(aggregate.from_wire(wire, names={"x"})) == {"x"}
+    # Numbers cross the router packed, strings as lists; the list form is read as well.
+    assert isinstance(wire["fields"]["x"]["max"], dict) and wire["fields"]["s"]["first"] == ["a"]
+    plain = {"fields": {name: {k: np.asarray(c).tolist() for k, c in f.items()} for name, f in fields.items()}}
+    assert aggregate.from_wire(plain)["x"]["max"].tolist() == fields["x"]["max"].tolist()
+    broken = {"fields": {"x": dict(wire["fields"]["x"], max={"dtype": "<f8", "data": b"\0" * 7})}}
     for bad in (None, [], {"fields": []}, {"fields": {"x": {"bucket": []}}},
-                {"fields": {"x": {k: [1] for k in TEXT_KEYS} | {"n": [1, 2]}}}):
+                {"fields": {"x": {k: [1] for k in TEXT_KEYS} | {"n": [1, 2]}}}, broken):
         with pytest.raises(ValueError):
             aggregate.from_wire(bad)
