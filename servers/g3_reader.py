@@ -377,16 +377,13 @@ class Archive:
                 if not pieces:
                     continue
                 index = [row for row, _ in rows]
-                matrix = None
                 for lo, hi, whole in pieces:
                     if whole:
                         got_keys, got = keys[lo:hi], stats[:, index, lo:hi]
-                    else:
-                        if matrix is None:
-                            matrix = np.vstack([np.asarray(samples[loc.field][1], dtype=np.float64)
-                                                for _, loc in rows])
-                        got = sample_stats(t[lo:hi], matrix[:, lo:hi])
-                        got_keys, got = m4_merge(answer_keys(t[lo:hi], width, level), got)
+                    else:  # a cut bucket's samples, as one-sample buckets: _points merges them
+                        matrix = np.vstack([np.asarray(samples[loc.field][1][lo:hi], dtype=np.float64)
+                                            for _, loc in rows])
+                        got_keys, got = answer_keys(t[lo:hi], width, level), sample_stats(t[lo:hi], matrix)
                     for j, (_, loc) in enumerate(rows):
                         parts[loc.name].append((got_keys, got[:, j]))
                 for _, loc in rows:

@@ -213,11 +213,30 @@ def m4_merge(keys: np.ndarray, stats: np.ndarray, starts: np.ndarray | None = No
     own runs, for callers merging several series in one pass.
     """
     nb = stats.shape[2]
-    fields = stats.shape[1]
     if nb == 0:
         return keys[:0], stats[:, :, :0]
     starts = group_starts(keys) if starts is None else starts
     sizes = np.diff(np.append(starts, nb))
+    multi = sizes > 1
+    if multi.all():
+        return keys[starts], _merge_runs(stats, starts, sizes)
+    # A bucket alone in its run is its own merge: only the runs of several
+    # (a bucket cut by a file's edge, a range's edge bucket) are computed.
+    out = stats[:, :, starts]
+    empty = out[N] == 0
+    for row in (T_FIRST, T_LAST, T_MIN, T_MAX, FIRST, LAST):
+        out[row][empty] = np.nan
+    if multi.any():
+        sub_sizes = sizes[multi]
+        sub_starts = np.concatenate(([0], np.cumsum(sub_sizes)[:-1]))
+        out[:, :, multi] = _merge_runs(stats[:, :, np.repeat(multi, sizes)], sub_starts, sub_sizes)
+    return keys[starts], out
+
+
+def _merge_runs(stats: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """:func:`m4_merge`'s statistics of the runs beginning at ``starts``."""
+    nb = stats.shape[2]
+    fields = stats.shape[1]
     positions = np.arange(nb)
     has = stats[N] > 0
     out = np.empty((len(STATS), fields, len(starts)))
@@ -239,7 +258,7 @@ def m4_merge(keys: np.ndarray, stats: np.ndarray, starts: np.ndarray | None = No
         hit = stats[vrow] == np.repeat(extreme, sizes, axis=1)
         index = np.minimum.reduceat(np.where(hit, positions, nb), starts, axis=1)
         out[trow], out[vrow] = take(index, trow), extreme
-    return keys[starts], out
+    return out
 
 
 def extreme_points(stats: np.ndarray, groups: np.ndarray | None = None):

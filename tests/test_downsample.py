@@ -107,16 +107,17 @@ def _brute_stats(t, v, keys):
     return out
 
 
-def test_m4_merge_of_samples_and_of_merged_buckets_equals_brute_force():
+@pytest.mark.parametrize("fine_width", [10.0, 0.4])  # 0.4 s: most runs hold one bucket, some several
+def test_m4_merge_of_samples_and_of_merged_buckets_equals_brute_force(fine_width):
     rng = np.random.default_rng(3)
     t = np.sort(rng.uniform(0, 1000, 3000))
     m = np.vstack([rng.normal(0, 1, 3000), np.round(rng.normal(0, 2, 3000))])
     m[0, rng.choice(3000, 300, replace=False)] = np.nan
     m[1, 100:400] = np.nan  # whole buckets without a sample
-    fine_keys, fine = m4_merge(np.floor(t / 10), sample_stats(t, m))
+    fine_keys, fine = m4_merge(np.floor(t / fine_width), sample_stats(t, m))
     keys, coarse = m4_merge(np.floor(fine_keys / 6), fine)
     for row, v in enumerate(m):
-        brute = _brute_stats(t, v, np.floor(t / 60))
+        brute = _brute_stats(t, v, np.floor(t / fine_width / 6))
         assert sorted(brute) == keys.tolist()
         for i, k in enumerate(keys):
             want = brute[k]
