@@ -34,6 +34,7 @@ from twisted.logger import Logger, LogLevel, formatEvent, globalLogBeginner
 from twisted.runner.procmon import ProcessMonitor
 
 from sisock import server_registry
+from sisock.components.http.influxql.catalog import DATABASE as INFLUX_DATABASE
 from sisock.config import ConfigError, Settings
 
 ROUTER = "crossbar"
@@ -412,6 +413,8 @@ class Stack:
         lines = [
             f"HTTP bridge         http://{here}:{s.http_port}   (Grafana: Infinity, SimpleJson, JSON; "
             "a browser gets the quicklook page)",
+            f"InfluxDB (InfluxQL) http://{here}:{s.http_port}/influxdb   database {INFLUX_DATABASE} "
+            "(Grafana's built-in InfluxDB datasource)",
             f"router              {s.router_url}   realm {s.realm}, user {s.wamp_user}",
             f"router certificate  {self.env['SISOCK_CERT']}",
             *router_log,

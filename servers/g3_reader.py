@@ -745,7 +745,8 @@ class G3Reader(DataNodeServer):
     def _get_fields_blocking(self, start, end):
         with self._index_errors():
             kinds = self.archive.index.kinds(_us(start), _us(end) + 1)
-        info = {name: contract.field_info(name, type=FIELD_TYPES.get(kind, "number")) for name, kind in kinds.items()}
+        info = {name: contract.field_info(name, type=FIELD_TYPES.get(kind, "number"), integer=kind == "int")
+                for name, kind in kinds.items()}
         return contract.fields_reply(info)
 
     def _get_data_blocking(self, field, start, end, min_stride=None):

@@ -184,10 +184,16 @@ FIELD_TYPES = ("number", "string", "bool")
 MAX_REPLY_VALUES = 2_500_000
 
 
-def field_info(timeline: str, description=None, units=None, type: str = "number") -> dict:
+def field_info(timeline: str, description=None, units=None, type: str = "number", integer: bool = False) -> dict:
+    """One field's ``get_fields`` entry. ``integer`` marks a number field
+    whose samples are integers (an optional key, absent otherwise, so
+    consumers that do not know it see the original shape)."""
     if type not in FIELD_TYPES:
         raise ValueError(f"field type must be one of {FIELD_TYPES}, got {type!r}")
-    return {"description": description, "timeline": timeline, "type": type, "units": units}
+    info = {"description": description, "timeline": timeline, "type": type, "units": units}
+    if integer and type == "number":
+        info["integer"] = True
+    return info
 
 
 def fields_reply(fields: Mapping[str, dict], intervals: Mapping[str, float | None] | None = None):

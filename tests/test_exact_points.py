@@ -122,6 +122,9 @@ def test_integer_boolean_and_string_fields_keep_their_type(exact):
     field, _ = reader.answer_get_fields(START - 10, START + HOURS * 3600)
     assert {name: field[name]["type"] for name in exact.typed} == {
         f"{TYPED}.count": "number", f"{TYPED}.ok": "bool", f"{TYPED}.state": "string", f"{TYPED}.level": "number"}
+    # Integers are numbers marked as integers; no other field carries the mark.
+    assert {name for name in exact.typed if field[name].get("integer")} == {f"{TYPED}.count"}
+    assert all(field[name].get("integer", True) is True for name in field)
     names = sorted(exact.typed)
     a, b = TYPED_START - 5, TYPED_START + 2 * TYPED_COUNT
     raw = reader.answer_get_data(names, a, b)

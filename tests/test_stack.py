@@ -5,6 +5,7 @@ and the example-weather server; Ctrl-C takes everything down.
 delivers it, to its whole process group."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,12 @@ def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
             return requests.post(http + "/query", json=body, timeout=10).json()[0]["datapoints"]
 
         assert 50 <= len(wait_for(g3_points, 60, "demo g3 data in the last 6 h")) <= 100
+        # The InfluxQL URL the banner gives answers, and lists the demo archive's agent.
+        influx = re.search(r"InfluxDB \(InfluxQL\) (\S+)   database (\S+)", (tmp_path / "up.log").read_text())
+        assert influx and influx[1] == f"{http}/influxdb", (tmp_path / "up.log").read_text()[-2000:]
+        assert requests.get(influx[1] + "/ping", timeout=5).status_code == 204
+        shown = requests.get(influx[1] + "/query", params={"db": influx[2], "q": "SHOW MEASUREMENTS"}, timeout=10)
+        assert ["observatory.LSA22YE"] in shown.json()["results"][0]["series"][0]["values"], shown.text[:500]
         family = _descendants(up.pid)
         assert len(family) >= 4, family  # crossbar controller + router worker, bridge, weather
     finally:

@@ -114,7 +114,8 @@ def create_api(datasource, respond, max_answer_points: int = MAX_TOTAL_POINTS) -
             raise NotFound(f"no data node named {node[:64]!r}") from None
         return respond([
             {"target": f"{n}{SEPARATOR}{f}", "node": n, "field": f, "units": info.get("units"),
-             "type": info.get("type") or "number", "description": info.get("description"),
+             "type": info.get("type") or "number", "integer": info.get("integer") is True,
+             "description": info.get("description"),
              "influxdb": layout(n, f, info)}
             for n, f, info in rows
         ])

@@ -38,7 +38,7 @@ class Column:
     #: sorted ``((key, value), ...)``
     tags: tuple
     key: str
-    #: InfluxDB's field type: "float", "string" or "boolean"
+    #: InfluxDB's field type: "float", "integer", "string" or "boolean"
     type: str
 
 
@@ -64,7 +64,10 @@ def layout(node: str, field: str, info: dict | None = None) -> dict:
 
 
 def _type(info: dict) -> str:
-    return _TYPES.get((info or {}).get("type"), "float")
+    info = info or {}
+    if info.get("integer") is True and info.get("type", "number") == "number":
+        return "integer"
+    return _TYPES.get(info.get("type"), "float")
 
 
 class Catalog:
@@ -110,8 +113,8 @@ class Catalog:
         nodes is a float (InfluxDB would refuse the second type)."""
         keys: dict[str, str] = {}
         for column in self.columns_of(measurement):
-            if keys.get(column.key) != "float":
-                keys[column.key] = column.type
+            seen = keys.get(column.key)
+            keys[column.key] = column.type if seen in (None, column.type) else "float"
         return dict(sorted(keys.items()))
 
     def tag_keys(self, measurement: str) -> list[str]:
