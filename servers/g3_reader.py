@@ -373,7 +373,7 @@ class Archive:
                 wanted[block].append((row, loc))
             for block, rows in wanted.items():
                 keys, stats, starts, t = tiles.blocks[block]
-                pieces = _cut(t, starts, start, end)
+                pieces = _cut(t, starts, tiles.ends[block], start, end)
                 if not pieces:
                     continue
                 index = [row for row, _ in rows]
@@ -582,6 +582,7 @@ class Tiles:
 
     def __init__(self, samples: dict, width: float, level: int | None):
         self.blocks, self.where, self.kinds, self.texts = [], {}, {}, set()
+        self.ends = []  # per block, one past the last sample of each bucket
         groups = defaultdict(list)
         for name, (t, v) in samples.items():
             self.kinds[name] = np.asarray(v).dtype.kind
@@ -598,20 +599,26 @@ class Tiles:
             for row, name in enumerate(names):
                 self.where[name] = (len(self.blocks), row)
             self.blocks.append((keys[starts], stats, starts, t))
+            self.ends.append(np.append(starts[1:], len(t)))
 
     @property
     def nbytes(self) -> int:  # what the cache counts (t belongs to the decoded file)
-        return sum(k.nbytes + s.nbytes + st.nbytes for k, s, st, _ in self.blocks) + 64 * len(self.where)
+        return (sum(k.nbytes + s.nbytes + 2 * st.nbytes for k, s, st, _ in self.blocks)
+                + 64 * len(self.where))
 
 
-def _cut(t, starts, start: float, end: float) -> list:
+def _cut(t, starts, ends, start: float, end: float) -> list:
     """``[(lo, hi, whole)]``: the range ``[start, end]`` of one block as
     tile buckets ``lo:hi`` (``whole``) and sample slices ``lo:hi`` of the
-    buckets it cuts, in time order."""
+    buckets it cuts, in time order (``ends``: one past each bucket's last
+    sample)."""
+    if not len(t):
+        return []
+    if start <= t[0] and t[-1] <= end:  # the block lies inside the range, as most of a panel's do
+        return [(0, len(starts), True)]
     i0, i1 = int(np.searchsorted(t, start, side="left")), int(np.searchsorted(t, end, side="right"))
     if i1 <= i0:
         return []
-    ends = np.append(starts[1:], len(t))
     a = int(np.searchsorted(ends, i0, side="right"))  # the first bucket holding a sample in range
     b = int(np.searchsorted(starts, i1, side="left"))  # one past the last
     cut_a, cut_b = bool(starts[a] < i0), bool(ends[b - 1] > i1)

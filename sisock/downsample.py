@@ -266,11 +266,10 @@ def extreme_points(stats: np.ndarray, groups: np.ndarray | None = None):
     ``(len(STATS), buckets)``): each bucket's minimum and maximum sample in
     time order, once when they are the same sample; empty buckets give none.
     With ``groups`` (one label per bucket), ``(t, values, label of each point)``."""
-    t = np.column_stack([stats[T_MIN], stats[T_MAX]])
-    v = np.column_stack([stats[MIN], stats[MAX]])
-    swap = t[:, 1] < t[:, 0]
-    t[swap] = t[swap][:, ::-1]
-    v[swap] = v[swap][:, ::-1]
+    swap = stats[T_MAX] < stats[T_MIN]
+    t, v = np.empty((stats.shape[1], 2)), np.empty((stats.shape[1], 2))
+    t[:, 0], t[:, 1] = np.where(swap, stats[T_MAX], stats[T_MIN]), np.where(swap, stats[T_MIN], stats[T_MAX])
+    v[:, 0], v[:, 1] = np.where(swap, stats[MAX], stats[MIN]), np.where(swap, stats[MIN], stats[MAX])
     keep = ~np.isnan(t)
     keep[:, 1] &= t[:, 1] != t[:, 0]
     if groups is not None:
