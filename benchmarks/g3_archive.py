@@ -17,6 +17,10 @@
 4. 20 concurrent HTTP clients on the 6 h panel against the floor run by 20
    threads, in requests per second.
 5. The g3-reader's peak RSS after the 7-day panel.
+6. Where a warm panel's time goes: the CPU each process (bridge, router,
+   g3-reader) spends per request over requests sent one after another,
+   against the same answer computed and encoded in process (the reader's
+   packed reply and the bridge's encoding, no router, no HTTP).
 
 Every figure is printed with the ratio it is judged by.
 """
@@ -57,6 +61,7 @@ PANELS = {"6 h": 6 * 3600, "24 h": 86400, "7 d": 7 * 86400}
 MAX_POINTS = 1000
 LAYOUT = {"file_seconds": 3600, "frame_seconds": 300, "spike_every": SPIKE_EVERY, "spike_size": SPIKE_SIZE}
 CONCURRENT, CONCURRENT_SECONDS = 20, 5.0
+SPLIT_RUNS = 30
 
 
 def reference_arguments(doc: str):
@@ -177,6 +182,70 @@ def spikes_visible(series, truth, names, start, end):
     return seen, total
 
 
+def stack_processes(stack_pid):
+    """{role: [psutil.Process]} of what ``sisock up`` runs."""
+    roles = {"bridge": [], "router": [], "supervisor": [psutil.Process(stack_pid)]}
+    for p in psutil.Process(stack_pid).children(recursive=True):
+        cmd = " ".join(p.cmdline())
+        if "sisock-http" in cmd:
+            roles["bridge"].append(p)
+        elif "crossbar" in cmd or p.name().startswith("crossbar"):
+            roles["router"].append(p)
+        else:
+            roles["supervisor"].append(p)
+    return roles
+
+
+def cpu_seconds(p):
+    """User and system CPU seconds of ``p`` so far (0 once it is gone)."""
+    try:
+        t = p.cpu_times()
+        return t.user + t.system
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def in_process_panel(reader, body):
+    """A /query answer computed and encoded in this process, as the reader
+    and the bridge would: the reader's packed reply, unpacked, reduced and
+    encoded by the bridge's own code; no router, no HTTP."""
+    from sisock import contract
+    from sisock.components.http import series
+    from sisock.components.http.request import parse_query
+
+    q = parse_query(body)
+    names = [t.field for t in q.targets]
+    reply = reader.answer_get_data_packed(names, q.start, q.end, q.min_stride)
+    out = []
+    for target in q.targets:
+        # The g3-reader names each field's timeline after the field (its get_fields says so).
+        t, values = contract.field_series(reply, target.field, target.field) or (np.zeros(0), np.zeros(0))
+        t, values = series.reduce(t, values, q.max_points, q.min_stride)
+        out.append(series.timeserie(target.name, target.ref_id, t, values))
+    return series.dumps(out)
+
+
+def local_reader(url: str, data: str):
+    """A G3Reader over the same index and files, in this process, with the
+    server's default cache bound."""
+    from sisock.cache import ByteLRU
+    from sisock.servers import g3_reader
+
+    archive = g3_reader.Archive(Index(url), data, ByteLRU(int(g3_reader.DEFAULT_CACHE_MB * 2**20)))
+    return g3_reader.G3Reader(archive=archive)
+
+
+def split(procs: dict, fn, runs: int) -> tuple[float, dict]:
+    """Wall seconds per call of ``fn`` called ``runs`` times one after
+    another, and each role's CPU seconds per call (``procs``: {role: [psutil.Process]})."""
+    before = {role: sum(cpu_seconds(p) for p in ps) for role, ps in procs.items()}
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        fn()
+    wall = (time.perf_counter() - t0) / runs
+    return wall, {role: (sum(cpu_seconds(p) for p in ps) - before[role]) / runs for role, ps in procs.items()}
+
+
 def peak_rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
@@ -270,6 +339,26 @@ def main():
         rss = psutil.Process(reader.pid).memory_info().rss / 2**20
         print(f"\ng3-reader after the 7-day panel: RSS {rss:.0f} MB, peak {peak:.0f} MB with the default "
               f"512 MB cache bound (target: peak < 250 MB)")
+
+        roles = stack_processes(stack.pid)
+        procs = {"bridge": roles["bridge"], "router": roles["router"], "reader": [psutil.Process(reader.pid)]}
+        local = local_reader(url, data)
+        print(f"\nwhere a warm panel's time goes: {SPLIT_RUNS} requests one after another, CPU ms per request "
+              f"of each process; in process = the reader's packed answer and the bridge's encoding, no router "
+              f"or HTTP (median of {args.runs})")
+        print(f"{'panel':>6} {'HTTP':>7} {'bridge':>7} {'router':>7} {'reader':>7} {'in process':>11} "
+              f"{'HTTP/in process':>16}")
+        for label, span in PANELS.items():
+            if span > args.days * 86400:
+                continue
+            body = body_for(end - span, end - 0.001)
+            for _ in range(3):
+                query(body)
+            wall, cpu = split(procs, lambda body=body: query(body), SPLIT_RUNS)
+            inproc = median_time(lambda body=body: in_process_panel(local, body), args.runs, warmup=2)
+            print(f"{label:>6} {wall * 1e3:7.1f} {cpu['bridge'] * 1e3:7.2f} {cpu['router'] * 1e3:7.2f} "
+                  f"{cpu['reader'] * 1e3:7.2f} {inproc * 1e3:11.2f} {wall / inproc:15.1f}x")
+        local.archive.index.dispose()
 
         a, b = end - PANELS["6 h"], end - 0.001
         body = body_for(a, b)

@@ -55,7 +55,7 @@ import requests
 import sqlalchemy as sa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from g3_archive import BIN, MAX_POINTS, PROVIDERS, iso, reference_archive
+from g3_archive import BIN, MAX_POINTS, PROVIDERS, cpu_seconds, iso, reference_archive, stack_processes
 
 from sisock.components.g3_scanner import Scanner
 from sisock.g3.index import Index, database_url
@@ -276,28 +276,6 @@ def write_lua(path, bodies, threads):
     text = ",\n".join("[==[" + json.dumps(b, separators=(",", ":")) + "]==]" for b in bodies)
     with open(path, "w") as f:
         f.write(LUA % (text, threads))
-
-
-def stack_processes(stack_pid):
-    """{role: [psutil.Process]} of what ``sisock up`` runs."""
-    roles = {"bridge": [], "router": [], "supervisor": [psutil.Process(stack_pid)]}
-    for p in psutil.Process(stack_pid).children(recursive=True):
-        cmd = " ".join(p.cmdline())
-        if "sisock-http" in cmd:
-            roles["bridge"].append(p)
-        elif "crossbar" in cmd or p.name().startswith("crossbar"):
-            roles["router"].append(p)
-        else:
-            roles["supervisor"].append(p)
-    return roles
-
-
-def cpu_seconds(p):
-    try:
-        t = p.cpu_times()
-        return t.user + t.system
-    except psutil.NoSuchProcess:
-        return 0.0
 
 
 def describe(p):
