@@ -61,7 +61,12 @@ PANELS = {"6 h": 6 * 3600, "24 h": 86400, "7 d": 7 * 86400}
 MAX_POINTS = 1000
 LAYOUT = {"file_seconds": 3600, "frame_seconds": 300, "spike_every": SPIKE_EVERY, "spike_size": SPIKE_SIZE}
 CONCURRENT, CONCURRENT_SECONDS = 20, 5.0
-SPLIT_RUNS = 30
+SPLIT_RUNS = 100
+
+
+def panels_within(days: float, panels: dict | None = None) -> list[tuple[str, float]]:
+    """``(label, seconds)`` of the panels (the reference ones by default) an archive of ``days`` holds."""
+    return [(label, span) for label, span in (panels or PANELS).items() if span <= days * 86400]
 
 
 def reference_arguments(doc: str):
@@ -321,9 +326,7 @@ def main():
               f"(warm and floor: median of {args.runs})")
         print(f"{'panel':>6} {'floor':>8} {'cold':>8} {'warm':>8} {'floor/warm':>11} {'floor/cold':>11} "
               f"{'points':>7} {'spikes seen':>12}")
-        for label, span in PANELS.items():
-            if span > args.days * 86400:
-                continue
+        for label, span in panels_within(args.days):
             a, b = end - span, end - 0.001
             body = body_for(a, b)
             floor = median_time(lambda a=a, b=b: floor_panel(files_by_hour, names, a, b), args.runs, warmup=1)
@@ -348,9 +351,7 @@ def main():
               f"or HTTP (median of {args.runs})")
         print(f"{'panel':>6} {'HTTP':>7} {'bridge':>7} {'router':>7} {'reader':>7} {'in process':>11} "
               f"{'HTTP/in process':>16}")
-        for label, span in PANELS.items():
-            if span > args.days * 86400:
-                continue
+        for label, span in panels_within(args.days):
             body = body_for(end - span, end - 0.001)
             for _ in range(3):
                 query(body)

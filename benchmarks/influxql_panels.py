@@ -37,7 +37,7 @@ from sisock.demo.g3 import expected
 from sisock.g3.index import Index, database_url
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
-from g3_archive import LAYOUT, PROVIDERS, fresh_database, reference_archive, reference_arguments
+from g3_archive import LAYOUT, PROVIDERS, fresh_database, panels_within, reference_archive, reference_arguments
 
 from influx_compare import diff
 from influx_samples import agent_address, archive_messages, feed_name, write_influx
@@ -131,9 +131,7 @@ def main():
               f"1000 px; ms (warm: median of {args.runs})")
         print(f"{'panel':>5} {'interval':>8} {'rows':>6} {'influx cold':>11} {'sisock cold':>11} {'ratio':>6} "
               f"{'influx warm':>11} {'sisock warm':>11} {'ratio':>6} {'goal':>6}  answers")
-        for label, span in PANELS.items():
-            if span > args.days * 86400:
-                continue
+        for label, span in panels_within(args.days, PANELS):
             from_ms, to_ms = int((end - span) * 1000), int(end * 1000)
             q = panel_query(from_ms, to_ms)
             restart_influx()
