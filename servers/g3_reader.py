@@ -39,10 +39,11 @@ from sisock.downsample import (
     N,
     answer_keys,
     bucket_width,
-    extreme_points,
+    extreme_pairs,
     group_starts,
     m4_indices,
     m4_merge,
+    run_extremes,
     sample_stats,
     sorted_unique,
     stride_for,
@@ -654,8 +655,7 @@ def _points(parts, texts, kinds, width: float) -> dict:
         keys, stats, labels = np.concatenate(keys), np.concatenate(stats, axis=1), np.concatenate(labels)
         starts = np.flatnonzero((keys[1:] != keys[:-1]) | (labels[1:] != labels[:-1])) + 1
         starts = np.concatenate(([0], starts))
-        _, merged = m4_merge(keys, stats[:, None, :], starts=starts)
-        t, v, owner = extreme_points(merged[:, 0], groups=labels[starts])
+        t, v, owner = extreme_pairs(*run_extremes(stats, starts), groups=labels[starts])
         bounds = np.searchsorted(owner, np.arange(len(names) + 1), side="left")
         for i, name in enumerate(names):
             out[name] = (t[bounds[i]:bounds[i + 1]], restore_type(v[bounds[i]:bounds[i + 1]], kinds.get(name)))

@@ -261,15 +261,51 @@ def _merge_runs(stats: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.
     return out
 
 
+def run_extremes(stats: np.ndarray, starts: np.ndarray):
+    """``(t_min, min, t_max, max)`` of each run of buckets beginning at
+    ``starts`` (``stats`` of shape ``(len(STATS), buckets)``, runs in time
+    order): the rows :func:`m4_merge` would give, computed on those rows
+    alone, since points need nothing else. A run of one bucket is taken as
+    it is; an extreme's time is that of its first occurrence; a run without
+    a sample has NaN times."""
+    n = stats.shape[1]
+    sizes = np.diff(np.append(starts, n))
+    t_min, v_min, t_max, v_max = (stats[row, starts] for row in (T_MIN, MIN, T_MAX, MAX))
+    empty = stats[N, starts] == 0
+    t_min[empty] = t_max[empty] = np.nan
+    multi = sizes > 1
+    if multi.any():
+        inside = np.repeat(multi, sizes)
+        sub_sizes = sizes[multi]
+        sub_starts = np.concatenate(([0], np.cumsum(sub_sizes)[:-1]))
+        m = int(sub_sizes.sum())
+        positions = np.arange(m)
+        for reduce, trow, vrow, out_t, out_v in ((np.fmin, T_MIN, MIN, t_min, v_min),
+                                                 (np.fmax, T_MAX, MAX, t_max, v_max)):
+            values = stats[vrow, inside]
+            extreme = reduce.reduceat(values, sub_starts)
+            hit = values == np.repeat(extreme, sub_sizes)
+            first = np.minimum.reduceat(np.where(hit, positions, m), sub_starts)
+            out_v[multi] = extreme
+            out_t[multi] = np.append(stats[trow, inside], np.nan)[first]
+    return t_min, v_min, t_max, v_max
+
+
 def extreme_points(stats: np.ndarray, groups: np.ndarray | None = None):
     """``(t, values)`` of one field's buckets (``stats`` of shape
     ``(len(STATS), buckets)``): each bucket's minimum and maximum sample in
     time order, once when they are the same sample; empty buckets give none.
     With ``groups`` (one label per bucket), ``(t, values, label of each point)``."""
-    swap = stats[T_MAX] < stats[T_MIN]
-    t, v = np.empty((stats.shape[1], 2)), np.empty((stats.shape[1], 2))
-    t[:, 0], t[:, 1] = np.where(swap, stats[T_MAX], stats[T_MIN]), np.where(swap, stats[T_MIN], stats[T_MAX])
-    v[:, 0], v[:, 1] = np.where(swap, stats[MAX], stats[MIN]), np.where(swap, stats[MIN], stats[MAX])
+    return extreme_pairs(stats[T_MIN], stats[MIN], stats[T_MAX], stats[MAX], groups)
+
+
+def extreme_pairs(t_min, v_min, t_max, v_max, groups: np.ndarray | None = None):
+    """:func:`extreme_points` of buckets given by their minimum and maximum
+    samples (times NaN: no sample)."""
+    swap = t_max < t_min
+    t, v = np.empty((len(t_min), 2)), np.empty((len(t_min), 2))
+    t[:, 0], t[:, 1] = np.where(swap, t_max, t_min), np.where(swap, t_min, t_max)
+    v[:, 0], v[:, 1] = np.where(swap, v_max, v_min), np.where(swap, v_min, v_max)
     keep = ~np.isnan(t)
     keep[:, 1] &= t[:, 1] != t[:, 0]
     if groups is not None:

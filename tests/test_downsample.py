@@ -14,6 +14,7 @@ from sisock.downsample import (
     m4_indices,
     m4_merge,
     minmax_indices,
+    run_extremes,
     sample_stats,
 )
 
@@ -127,6 +128,20 @@ def test_m4_merge_of_samples_and_of_merged_buckets_equals_brute_force(fine_width
             for j, stat in enumerate(STATS):
                 got = coarse[j, row, i]
                 assert got == pytest.approx(want[stat], rel=1e-12) if stat == "sum" else got == want[stat], stat
+
+
+def test_run_extremes_are_m4_merges_minimum_and_maximum_rows():
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.uniform(0, 500, 4000))
+    v = np.round(rng.normal(0, 3, 4000))  # rounded: ties, whose first occurrence must win
+    v[rng.choice(4000, 400, replace=False)] = np.nan
+    v[1000:1100] = np.nan  # whole runs without a sample
+    keys, buckets = m4_merge(np.floor(t / 0.3), sample_stats(t, v[None, :]))  # runs of one bucket and of several
+    stats = buckets[:, 0]
+    starts = np.flatnonzero(np.r_[True, np.floor(keys[1:] / 5) != np.floor(keys[:-1] / 5)])
+    _, merged = m4_merge(np.floor(keys / 5), buckets, starts=starts)
+    for got, row in zip(run_extremes(stats, starts), ("t_min", "min", "t_max", "max"), strict=True):
+        assert np.array_equal(got, merged[STATS.index(row), 0], equal_nan=True), row
 
 
 def test_extreme_points_are_in_time_order_and_once():
