@@ -23,6 +23,13 @@ all optional, so any :class:`~sisock.base.DataNodeServer` can be run:
     True when ``prepare`` may wait. The router's certificate is then checked
     and logging started before it, so a wrong certificate path is reported
     at once rather than after the wait, and the wait itself is logged;
+``switch_interval``
+    seconds, for a server whose threads compute for milliseconds at a time
+    (decoding, decimating): the interpreter's switch interval, at which a
+    thread holding the GIL is made to hand it over. Python's 5 ms makes a
+    server's busy threads trade the GIL back and forth in the middle of
+    their answers; a longer interval lets each finish first. Unset: the
+    interpreter's default;
 ``prepare(settings)``
     a classmethod doing the once-per-process work (load an archive, open an
     index, start a sampler) and returning the keyword arguments of every
@@ -211,6 +218,9 @@ def run(server, argv: list[str] | None = None) -> NoReturn:
         kwargs = session_arguments(server, settings)
     except REFUSALS as exc:
         refuse(prog, exc)
+    interval = getattr(server, "switch_interval", None)
+    if interval:
+        sys.setswitchinterval(interval)
     make = functools.partial(server, **kwargs) if kwargs else server
     policy = getattr(runtime_settings, "shared", None)
     if policy is not None:

@@ -182,6 +182,22 @@ def test_a_class_without_declarations_and_a_plain_factory_run_as_they_are(steps,
     assert capsys.readouterr().out.startswith("usage: bare-server [-h]\n")
 
 
+def test_a_server_s_switch_interval_is_the_process_s(steps):
+    class Busy(DataNodeServer):
+        name = "busy"
+        switch_interval = 0.04
+
+    class Idle(DataNodeServer):
+        name = "idle"
+
+    default = sys.getswitchinterval()
+    try:
+        assert run(Idle) == 0 and sys.getswitchinterval() == default
+        assert run(Busy) == 0 and sys.getswitchinterval() == pytest.approx(0.04)
+    finally:
+        sys.setswitchinterval(default)
+
+
 def test_a_description_is_never_inherited(counter):
     class Child(counter.CounterServer):
         pass
