@@ -53,6 +53,7 @@ SCHEMAS = {
             "field": {"type": "string"},
             "units": _NULLABLE_STRING,
             "type": {"type": "string", "enum": ["number", "string", "bool"]},
+            "integer": {"type": "boolean", "description": "A number field whose samples are integers."},
             "description": _NULLABLE_STRING,
             "influxdb": {
                 "type": "object", "required": ["measurement", "tags", "field"],
