@@ -64,6 +64,19 @@ CONCURRENT, CONCURRENT_SECONDS = 20, 5.0
 SPLIT_RUNS = 100
 
 
+def start_stack(env: dict, work: str):
+    """Router, hub and bridge of the local stack (``sisock up --servers
+    none``) on free ports, under ``work``: ``(process, bridge URL)``.
+    ``env`` is changed in place to point clients at them."""
+    ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
+    env.update({k: str(v) for k, v in ports.items()}, WAMP_SECRET="benchmark-secret",
+               SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"))
+    stack = subprocess.Popen([os.path.join(BIN, "sisock"), "up", "--state-dir", os.path.join(work, "stack"),
+                              "--servers", "none"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    return stack, f"http://127.0.0.1:{ports['PORT']}"
+
+
 def panels_within(days: float, panels: dict | None = None) -> list[tuple[str, float]]:
     """``(label, seconds)`` of the panels (the reference ones by default) an archive of ``days`` holds."""
     return [(label, span) for label, span in (panels or PANELS).items() if span <= days * 86400]
@@ -278,15 +291,9 @@ def main():
     print(f"first scan, summaries included: {scan_s:.2f} s ({stats.read} files, {size / 1e6 / scan_s:.0f} MB/s); "
           f"so3g index + bulk insert of {nrows} rows: {floor_s:.2f} s; ratio {scan_s / floor_s:.2f} (target <= 2)")
 
-    ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
-    env.update({k: str(v) for k, v in ports.items()}, WAMP_SECRET="benchmark-secret",
-               SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"))
-    http = f"http://127.0.0.1:{ports['PORT']}"
-    # Router, hub and bridge from the local stack; the g3-reader is run here so
-    # a cold measurement starts it afresh without the supervisor's backoff.
-    stack = subprocess.Popen([os.path.join(BIN, "sisock"), "up", "--state-dir", os.path.join(work, "stack"),
-                              "--servers", "none"], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    # The g3-reader is run here, not by the stack, so a cold measurement
+    # starts it afresh without the supervisor's backoff.
+    stack, http = start_stack(env, work)
     reader = None
     names = PROVIDERS[0].full_names()
     files_by_hour = {int(float(os.path.basename(f)[:-3])): f for f in files}

@@ -37,13 +37,21 @@ from sisock.demo.g3 import expected
 from sisock.g3.index import Index, database_url
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
-from g3_archive import LAYOUT, PROVIDERS, fresh_database, panels_within, reference_archive, reference_arguments
+from g3_archive import (
+    LAYOUT,
+    PROVIDERS,
+    fresh_database,
+    panels_within,
+    reference_archive,
+    reference_arguments,
+    start_stack,
+)
 
 from influx_compare import diff
 from influx_samples import agent_address, archive_messages, feed_name, write_influx
 from influxdb_server import InfluxServer
 from influxql_corpus import builder, grafana_interval
-from procs import free_port, wait_for
+from procs import wait_for
 from timing import median_time
 
 BIN = os.path.dirname(sys.executable)
@@ -94,13 +102,7 @@ def main():
 
     restart_influx()  # the write cache goes to TSM files, as on a server that has been up a while
 
-    ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
-    env.update({k: str(v) for k, v in ports.items()}, WAMP_SECRET="benchmark-secret",
-               SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"))
-    http = f"http://127.0.0.1:{ports['PORT']}"
-    stack = subprocess.Popen([os.path.join(BIN, "sisock"), "up", "--state-dir", os.path.join(work, "stack"),
-                              "--servers", "none"], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    stack, http = start_stack(env, work)
     reader = None
     session = requests.Session()
 

@@ -31,9 +31,9 @@ import psutil
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from g3_archive import BIN, cpu_seconds, stack_processes
+from g3_archive import cpu_seconds, stack_processes, start_stack
 
-from procs import free_port, wait_for  # tests/, put on the path by g3_archive
+from procs import wait_for  # tests/, put on the path by g3_archive
 
 # Runs in its own process: ``role mode size calls``.
 PEER = r"""
@@ -106,15 +106,10 @@ def main():
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="sisock-wamp-call-")
-    ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
-    env = dict(os.environ, **{k: str(v) for k, v in ports.items()}, WAMP_SECRET="benchmark-secret",
-               LOGLEVEL="warn", SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"))
-    stack = subprocess.Popen([os.path.join(BIN, "sisock"), "up", "--state-dir", os.path.join(work, "stack"),
-                              "--servers", "none"], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    env = dict(os.environ, LOGLEVEL="warn")
+    stack, http = start_stack(env, work)
     try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{ports['PORT']}/", timeout=2).status_code == 200, 120,
-                 "the stack")
+        wait_for(lambda: requests.get(http + "/", timeout=2).status_code == 200, 120, "the stack")
         router = [p for p in stack_processes(stack.pid)["router"] if "worker" in " ".join(p.cmdline())]
         print(f"{args.calls} calls one after another; microseconds per call")
         print(f"{'transport':<34} {'answer':>8} {'wall':>7} {'caller':>7} {'router':>7} {'callee':>7}")
