@@ -94,6 +94,10 @@ def drop_database(name: str) -> None:
 def child(archive: str) -> None:
     """One first scan, in this process, with whichever ``sisock`` the path
     gives; prints its figures as JSON."""
+    try:  # the driver's C extension before so3g, as sisock.g3.native loads it (older trees lack that module)
+        import _mysql_connector  # noqa: F401
+    except ImportError:
+        pass
     import so3g  # noqa: F401 - the process's one-time cost, loaded before the clock as in g3_archive.py
     import sqlalchemy as sa
 

@@ -28,6 +28,7 @@ import txaio
 
 from sisock.backoff import Backoff
 from sisock.config import data_directory, log_level, positive_number, whole_number
+from sisock.g3 import native
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import (
     OK,
@@ -376,7 +377,7 @@ class Scanner:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        import so3g  # noqa: F401 - loaded once here, inherited by the forked workers
+        native.so3g()  # loaded once here, inherited by the forked workers
 
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_setup) as pool:

@@ -48,6 +48,7 @@ from sisock.downsample import (
     sorted_unique,
     stride_for,
 )
+from sisock.g3 import native
 from sisock.g3.files import TICKS_PER_SECOND, UnreadableFile, read_hk
 from sisock.g3.index import Index, database_url, describe_url, error_reason, open_index, unavailable
 from sisock.g3.summary import (
@@ -834,7 +835,7 @@ def _warm_up(archive: Archive):
     answered at every level (a few files; what they leave in the cache is
     small). A database gone again since the index opened only makes this
     pointless: requests report it, and the server must still join."""
-    import so3g  # noqa: F401
+    native.so3g()
 
     index = archive.index
     try:

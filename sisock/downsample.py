@@ -201,6 +201,36 @@ def sample_stats(t: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+def samples_merge(keys: np.ndarray, t: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``m4_merge(keys, sample_stats(t, matrix))``: the samples of ``matrix``
+    (fields by samples, at the sorted times ``t``) merged into the buckets
+    ``keys`` names. A block with no missing sample (the usual one) is merged
+    straight from its samples: its first and last are the runs' edges, so
+    only the extremes need a search, and the ten-row copy of every sample
+    that :func:`sample_stats` makes is never built. That is most of the
+    scanner's summary work."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    n = matrix.shape[1]
+    if n == 0 or np.isnan(matrix).any():
+        return m4_merge(keys, sample_stats(t, matrix))
+    t = np.asarray(t, dtype=np.float64)
+    starts = group_starts(keys)
+    sizes = np.diff(np.append(starts, n))
+    last = starts + sizes - 1
+    out = np.empty((len(STATS), matrix.shape[0], len(starts)))
+    out[N] = sizes
+    out[SUM] = np.add.reduceat(matrix, starts, axis=1)
+    out[T_FIRST], out[FIRST] = t[starts], matrix[:, starts]
+    out[T_LAST], out[LAST] = t[last], matrix[:, last]
+    positions = np.arange(n)
+    for reduce, trow, vrow in ((np.fmin, T_MIN, MIN), (np.fmax, T_MAX, MAX)):
+        hit = matrix == np.repeat(reduce.reduceat(matrix, starts, axis=1), sizes, axis=1)
+        index = np.minimum.reduceat(np.where(hit, positions, n), starts, axis=1)
+        # The sample's own value: 0.0 and -0.0 are equal extremes, but only one was measured.
+        out[trow], out[vrow] = t[index], np.take_along_axis(matrix, index, axis=1)
+    return keys[starts], out
+
+
 def m4_merge(keys: np.ndarray, stats: np.ndarray, starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge consecutive buckets (or samples) with equal ``keys``.
 
@@ -257,7 +287,7 @@ def _merge_runs(stats: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.
         extreme = reduce.reduceat(stats[vrow], starts, axis=1)
         hit = stats[vrow] == np.repeat(extreme, sizes, axis=1)
         index = np.minimum.reduceat(np.where(hit, positions, nb), starts, axis=1)
-        out[trow], out[vrow] = take(index, trow), extreme
+        out[trow], out[vrow] = take(index, trow), take(index, vrow)  # the sample's value: 0.0 or -0.0
     return out
 
 
@@ -286,7 +316,7 @@ def run_extremes(stats: np.ndarray, starts: np.ndarray):
             extreme = reduce.reduceat(values, sub_starts)
             hit = values == np.repeat(extreme, sub_sizes)
             first = np.minimum.reduceat(np.where(hit, positions, m), sub_starts)
-            out_v[multi] = extreme
+            out_v[multi] = np.append(values, np.nan)[first]  # the sample's value: 0.0 or -0.0
             out_t[multi] = np.append(stats[trow, inside], np.nan)[first]
     return t_min, v_min, t_max, v_max
 

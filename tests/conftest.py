@@ -11,11 +11,17 @@ import requests
 
 from sisock.base import uri
 from sisock.config import Settings
+from sisock.g3.native import preload_mysql_extension
 
 from influxdb_server import influxdb  # noqa: F401 - the real InfluxDB the InfluxQL answers are compared with
 from influxql_stack import influxql_index, influxql_live_t0, influxql_pair, influxql_samples  # noqa: F401
 from ocs_fixtures import ocs_archive  # noqa: F401 - a session fixture shared by several modules
 from procs import Proc, free_port, port_open, wait_for
+
+# Test modules import so3g when they are collected: the MySQL driver's C
+# extension must be in first, or every MariaDB test would run the driver's
+# pure-Python fallback, which no deployment runs.
+preload_mysql_extension()
 
 TEST_SECRET = "a-test-secret-that-is-not-the-default"
 

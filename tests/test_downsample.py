@@ -6,7 +6,11 @@ from m4_check import assert_exact_samples, assert_m4
 
 from sisock import contract
 from sisock.downsample import (
+    MAX,
+    MIN,
     STATS,
+    T_MAX,
+    T_MIN,
     answer_keys,
     cap_indices,
     decimate_timeline,
@@ -16,6 +20,7 @@ from sisock.downsample import (
     minmax_indices,
     run_extremes,
     sample_stats,
+    samples_merge,
 )
 
 
@@ -128,6 +133,30 @@ def test_m4_merge_of_samples_and_of_merged_buckets_equals_brute_force(fine_width
             for j, stat in enumerate(STATS):
                 got = coarse[j, row, i]
                 assert got == pytest.approx(want[stat], rel=1e-12) if stat == "sum" else got == want[stat], stat
+
+
+@pytest.mark.parametrize("width", [60.0, 0.3, 5000.0])  # many samples a bucket; mostly one; one bucket
+@pytest.mark.parametrize("missing", [False, True])
+def test_samples_merge_equals_m4_merge_of_sample_stats(width, missing):
+    rng = np.random.default_rng(11)
+    t = np.sort(rng.uniform(0, 3600, 3600))
+    m = np.vstack([rng.normal(0, 1, 3600), np.round(rng.normal(0, 2, 3600)),  # rounded: ties
+                   np.where(rng.random(3600) < 0.5, 0.0, -0.0), rng.normal(0, 1, 3600)])
+    m[3, rng.choice(3600, 20, replace=False)] = np.inf
+    m[3, rng.choice(3600, 20, replace=False)] = -np.inf
+    if missing:
+        m[0, rng.choice(3600, 300, replace=False)] = np.nan
+    keys = np.floor(t / width)
+    want_keys, want = m4_merge(keys, sample_stats(t, m))
+    got_keys, got = samples_merge(keys, t, m)
+    assert np.array_equal(got_keys, want_keys)
+    assert np.array_equal(got, want, equal_nan=True)  # 0.0 == -0.0 here: a sign is checked below
+    for trow, vrow in ((T_MIN, MIN), (T_MAX, MAX)):  # each extreme is its sample, sign included
+        for row in range(len(m)):
+            valid = ~np.isnan(got[trow, row])
+            at = np.searchsorted(t, got[trow, row, valid])
+            assert np.array_equal(np.signbit(got[vrow, row, valid]), np.signbit(m[row, at]))
+            assert np.array_equal(got[vrow, row, valid], m[row, at])
 
 
 def test_run_extremes_are_m4_merges_minimum_and_maximum_rows():

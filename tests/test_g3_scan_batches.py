@@ -5,6 +5,8 @@ rebuilding every rollup from the stored summaries gives."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -149,3 +151,45 @@ def test_blob_inserts_are_cut_to_fit_a_statement():
     runs = list(_byte_chunks(rows))
     assert [len(run) for run in runs] == [1, 1, 1, 2]  # 3 + 2 MiB exceeds 4 MiB; a 5 MiB blob goes alone
     assert sum(runs, []) == rows
+
+
+def test_statements_on_mariadb_cost_no_ping_each(mariadb_env):
+    """mysql-connector pings the server whenever a cursor opens, once per
+    statement SQLAlchemy runs; the index turns that off (the pool's
+    checkout ping stays), and a connection that went away still fails."""
+    index = open_index(mariadb_env)
+    try:
+        with index.engine.connect() as conn:
+            def pings():
+                return int(conn.execute(sa.text("SHOW SESSION STATUS LIKE 'Com_admin_commands'")).one()[1])
+
+            before = pings()
+            for _ in range(20):
+                conn.execute(sa.text("SELECT 1"))
+            assert pings() == before
+        with index.engine.connect() as conn:
+            own = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+            with index.engine.connect() as other:
+                other.execute(sa.text("KILL :id"), {"id": own})
+            with pytest.raises(sa.exc.OperationalError):
+                conn.execute(sa.text("SELECT 1"))
+        with index.engine.connect() as conn:  # the pool's checkout ping replaced the dead connection
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        index.dispose()
+
+
+def test_the_mysql_driver_keeps_its_c_extension_when_g3_files_are_read_first(tmp_path, mariadb_env):
+    """Reading a g3 file loads libraries that leave no static TLS for the
+    driver's C extension loaded after them (the driver then falls back to
+    pure Python); sisock.g3.native loads the extension first. Checked in a
+    fresh process: this one has the extension loaded already."""
+    paths, _ = make_archive(tmp_path / "data", hours=1, gaps=())
+    code = ("import sys; from sisock.g3.files import read_hk; read_hk(sys.argv[1]); "
+            "from sisock.g3.index import Index, database_url; index = Index(database_url()); "
+            "conn = index.engine.connect(); print(type(conn.connection.dbapi_connection).__name__)")
+    env = {**os.environ, **mariadb_env}
+    out = subprocess.run([sys.executable, "-c", code, str(paths[0])], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["CMySQLConnection"]

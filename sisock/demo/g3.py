@@ -219,7 +219,9 @@ def _v0_times(ticks: np.ndarray) -> np.ndarray:
 
 
 def _core():
-    import so3g  # noqa: F401  (registers the HK frame types with spt3g)
+    from sisock.g3.native import so3g
+
+    so3g()  # registers the HK frame types with spt3g
     from spt3g import core
 
     if int(core.G3Units.s) != TICKS_PER_SECOND:
@@ -237,6 +239,9 @@ class _Session:
 
     def __init__(self, providers: Sequence[Provider], start: float, schema: int, seed: int,
                  session_id: int | None = None, prov_ids: Sequence[int] | None = None):
+        from sisock.g3.native import so3g
+
+        so3g()
         from so3g.hk.session import HKSessionHelper
 
         if schema not in (0, 1, 2):
@@ -255,7 +260,9 @@ class _Session:
         return [self.helper.session_frame(), self.helper.status_frame(timestamp=float(timestamp))]
 
     def data_frame(self, prov_index: int, provider: Provider, ticks: np.ndarray, values, timestamp: float):
-        import so3g
+        from sisock.g3.native import so3g
+
+        so3g = so3g()
 
         core = self.core
         f = core.G3Frame(core.G3FrameType.Housekeeping)

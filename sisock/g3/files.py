@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sisock.g3 import native
+
 #: G3 time ticks per second (spt3g stores times as int64 in units of 10 ns).
 TICKS_PER_SECOND = 100_000_000
 TICKS_PER_US = 100
@@ -135,6 +137,7 @@ def _column(vector) -> np.ndarray:
 @functools.cache
 def _quiet_spt3g():
     """spt3g logs its own line for every bad file; we report those ourselves."""
+    native.so3g()
     from spt3g import core
 
     core.set_log_level(core.G3LogLevel.LOG_FATAL)
@@ -142,7 +145,7 @@ def _quiet_spt3g():
 
 def read_hk(path: str, providers=None) -> HKFile:
     """Every HK sample in ``path`` (only of ``providers``' descriptions, if given)."""
-    import so3g
+    so3g = native.so3g()
     from spt3g import core
 
     _quiet_spt3g()

@@ -270,6 +270,21 @@ def _prepared_cursor(dbapi_connection):
     return dbapi_connection.cursor(cursor_class=MySQLCursorPrepared)
 
 
+def _no_ping_per_cursor(dbapi_connection, _record):
+    """mysql-connector's C connection pings the server (a round trip, and
+    work for the server) each time a cursor is opened, and SQLAlchemy opens
+    one per statement: a first scan paid for a few hundred pings. The pool
+    already pings once per checkout (``pool_pre_ping``, which calls
+    ``ping()`` itself), and a connection lost during a transaction fails
+    its next statement all the same, so ``cursor()`` is left the client's
+    own view of the connection. Only the C connection is changed; the
+    pure-Python one keeps its check."""
+    cmysql = getattr(dbapi_connection, "_cmysql", None)
+    if cmysql is not None and callable(getattr(cmysql, "connected", None)):
+        dbapi_connection.is_connected = lambda: dbapi_connection._cmysql is not None \
+            and dbapi_connection._cmysql.connected()
+
+
 def _binary_insert(cursor, statement, parameters, context):
     """An INSERT of blobs marked :data:`BINARY`, run as one prepared
     multi-row statement: the driver would otherwise escape every blob into
@@ -559,6 +574,7 @@ class Index:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         elif self.engine.dialect.driver == "mysqlconnector":
+            sa.event.listen(self.engine, "connect", _no_ping_per_cursor)
             sa.event.listen(self.engine, "do_executemany", _binary_insert)
             sa.event.listen(self.engine, "do_execute", _binary_insert)
         try:

@@ -25,7 +25,7 @@ import struct
 
 import numpy as np
 
-from sisock.downsample import STATS, m4_merge, sample_stats
+from sisock.downsample import STATS, m4_merge, sample_stats, samples_merge
 
 #: Bucket widths in seconds, finest first; each divides the next. A reader
 #: uses a level only for answer buckets at least ``MIN_BUCKETS_PER_ANSWER``
@@ -137,13 +137,11 @@ def summarize(t: np.ndarray, values: dict, levels=LEVELS) -> list[Summary]:
     kinds = {n: np.asarray(values[n]).dtype.kind for n in names}
     matrix = np.vstack([np.asarray(values[n], dtype=np.float64) for n in names])
     t = np.asarray(t, dtype=np.float64)
-    keys = np.floor(t / levels[0])
-    stats = sample_stats(t, matrix)
+    keys, stats = samples_merge(np.floor(t / levels[0]), t, matrix)
     out, previous, sparse = [], None, False
     for level in levels:
         if previous is not None:
-            keys = np.floor(keys / (level // previous))
-        keys, stats = m4_merge(keys, stats)
+            keys, stats = m4_merge(np.floor(keys / (level // previous)), stats)
         if len(t) >= MIN_SAMPLES_PER_BUCKET * len(keys):
             out.append(Summary(level, keys, {name: stats[:, i] for i, name in enumerate(names)}, kinds))
         else:
