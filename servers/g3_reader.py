@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from contextlib import contextmanager
 
 import numpy as np
@@ -82,6 +83,15 @@ PREFETCH_SECONDS = 86400.0
 PREFETCH_SHARE = 0.25
 #: Seconds of that spent before joining; the rest is done once joined.
 PREFETCH_BEFORE_JOIN = 0.5
+#: Once joined, the prefetch decodes a file only when no request has been
+#: answered for this long (s): a dashboard opened right after a restart
+#: asks many panels, and a prefetch competing with them for the CPU (the
+#: GIL) made its first answers several times slower than a cold answer
+#: on an idle reader (a 24 h panel of a month of sparse files: 154 ms
+#: against 30 ms).
+PREFETCH_QUIET = 0.05
+#: Python's own switch interval (s), in force while the prefetch runs.
+DEFAULT_SWITCH_INTERVAL = 0.005
 #: The contract's field types of the index's kinds.
 FIELD_TYPES = {"float": "number", "int": "number", "bool": "bool", "string": "string"}
 #: The error of every request made while the index database is unreachable.
@@ -108,6 +118,35 @@ class Archive:
         self._generation = (None, -math.inf)  # (value, monotonic time read)
         self.prefetched = False
         self._generation_lock = threading.Lock()
+        self._serving = 0  # requests being answered
+        self._served_at = -math.inf  # monotonic time the last one was answered
+        self._quiet = threading.Condition()
+        self._prefetch_todo = deque()  # (path, [providers]) still to decode, newest first
+
+    @contextmanager
+    def serving(self):
+        """Around answering a request: the background prefetch waits."""
+        with self._quiet:
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._serving -= 1
+                self._served_at = time.monotonic()
+                self._quiet.notify_all()
+
+    def _wait_for_quiet(self, quiet: float):
+        """Return once no request has been answered for ``quiet`` seconds."""
+        with self._quiet:
+            while True:
+                if self._serving:
+                    self._quiet.wait()
+                    continue
+                left = self._served_at + quiet - time.monotonic()
+                if left <= 0:
+                    return
+                self._quiet.wait(left)
 
     def index_state(self, down: bool) -> bool:
         """Record whether the index database answered; True if that is news.
@@ -142,8 +181,14 @@ class Archive:
 
     @staticmethod
     def _decode(full: str, provider: str):
+        return Archive._decode_providers(full, {provider}).get(provider, {})
+
+    @staticmethod
+    def _decode_providers(full: str, providers) -> dict[str, dict]:
+        """``{provider: {field: (t, values)}}`` of ``providers`` in one read
+        of the file (those without data there are absent)."""
         try:
-            hk = read_hk(full, providers={provider})
+            hk = read_hk(full, providers=set(providers))
         except FileNotFoundError:
             return {}
         except (UnreadableFile, OSError) as exc:
@@ -152,8 +197,9 @@ class Archive:
             # so it is neither read nor logged again until it changes.
             log.warn("skipping unreadable file {p}: {e}", p=full, e=" ".join(str(exc).split()))
             return {}
-        out = {}
+        found: dict[str, dict] = {}
         for block in hk.blocks.values():
+            out = found.setdefault(block.description, {})
             ticks, values = block.arrays()
             t = ticks / TICKS_PER_SECOND
             for name, column in values.items():
@@ -164,7 +210,29 @@ class Archive:
                     out[name] = (t_all[order], np.concatenate([v0, column])[order])
                 else:
                     out[name] = (t, column)
-        return out
+        return found
+
+    def _prefetch_file(self, path: str, providers):
+        """Decode ``providers`` of one file into the cache in one read (a
+        file holds many providers; reading it once per provider would parse
+        it that many times). A request for one of them meanwhile waits for
+        the decoding, as for any file being decoded."""
+        full = os.path.join(self.data_dir, path)
+        try:
+            st = os.stat(full)
+        except FileNotFoundError:
+            return
+        keys = {p: (path, st.st_size, st.st_mtime_ns, p) for p in providers}
+        missing = {p for p, key in keys.items() if self.cache.get(key, _ABSENT) is _ABSENT}
+        decoded: list[dict] = []  # the one read, once made
+
+        def samples_of(provider):
+            if not decoded:
+                decoded.append(self._decode_providers(full, missing))
+            return decoded[0].get(provider, {})
+
+        for provider in sorted(missing):
+            self.cache.get_or_compute(keys[provider], lambda p=provider: samples_of(p))
 
     def generation(self) -> str:
         """The index's generation: read from the database, once per request
@@ -172,24 +240,40 @@ class Archive:
         held = getattr(self._request, "generation", None)
         return held if held is not None else self.fresh_generation()
 
-    def prefetch(self, names, seconds: float, share: float, until: float | None = None) -> bool:
-        """Decode the files holding the last ``seconds`` of ``names``,
-        newest first, until ``share`` of the cache is used or the monotonic
-        clock reaches ``until``; True when it got to the end (files decoded
-        already cost nothing, so it can be called again to go on)."""
+    def plan_prefetch(self, names, seconds: float):
+        """Make the files holding the last ``seconds`` of ``names`` (newest
+        first) what :meth:`prefetch` decodes. Planned once, before joining:
+        for thousands of names it is a few hundred milliseconds of Python,
+        which must not compete with the first requests."""
         with self.one_request():
             newest = self.newest(names)
             if not newest:
-                return True
+                self._prefetch_todo = deque()
+                return
             end = max(loc.end for loc in newest.values()) / 1e6
             locations, _ = self.locate(names, end - seconds, end)
-        pairs = sorted({(loc.start, loc.path, loc.provider) for loc in locations}, reverse=True)
-        for _, path, provider in pairs:
+        files: dict[str, tuple] = {}  # path -> (start, providers)
+        for loc in locations:
+            start, providers = files.setdefault(loc.path, (loc.start, set()))
+            files[loc.path] = (max(start, loc.start), providers | {loc.provider})
+        order = sorted(files, key=lambda path: (files[path][0], path), reverse=True)
+        self._prefetch_todo = deque((path, sorted(files[path][1])) for path in order)
+
+    def prefetch(self, share: float, until: float | None = None, quiet: float | None = None) -> bool:
+        """Decode the planned files in turn until ``share`` of the cache is
+        used or the monotonic clock reaches ``until``; True when there is
+        nothing left to do. With ``quiet``, each file waits until requests
+        have left the reader alone that long."""
+        todo = self._prefetch_todo
+        while todo:
             if self.cache.bytes >= share * self.cache.max_bytes:
+                todo.clear()
                 return True
+            if quiet is not None:
+                self._wait_for_quiet(quiet)
             if until is not None and time.monotonic() >= until:
                 return False
-            self.provider_samples(path, provider)
+            self._prefetch_file(*todo.popleft())
         return True
 
     def fresh_generation(self) -> str:
@@ -711,7 +795,7 @@ class G3Reader(DataNodeServer):
             raise config.ConfigError(f"cannot use the index {describe_url(url)}: {error_reason(exc)}") from None
         archive = Archive(index, settings.data_dir, ByteLRU(settings.cache_mb * 1024 * 1024))
         _warm_up(archive)
-        archive.prefetched = _prefetch(archive, PREFETCH_BEFORE_JOIN)
+        archive.prefetched = _prefetch(archive, PREFETCH_BEFORE_JOIN, plan=True)
         return {"archive": archive, "max_points": settings.max_points}
 
     def __init__(self, config=None, archive: Archive | None = None, max_points: int | None = None):
@@ -728,7 +812,7 @@ class G3Reader(DataNodeServer):
         self._watch.start(WATCH_SECONDS, now=True)
         if not self.archive.prefetched:  # once per process, not at every reconnection
             self.archive.prefetched = True
-            threads.deferToThread(_prefetch, self.archive).addErrback(
+            threads.deferToThread(_prefetch_in_background, self.archive).addErrback(
                 lambda f: self.log.warn("prefetching the newest files failed: {e}", e=f.getErrorMessage()))
 
     def onLeave(self, details):
@@ -771,10 +855,14 @@ class G3Reader(DataNodeServer):
     def _get_aggregates_blocking(self, field, start, end, interval, offset):
         key = ("aggregates", tuple(field), start, end, interval, offset)
         with self._index_errors():
-            return self._same.run(key, lambda: g3_aggregates.answer(self.archive, field, start, end, interval, offset))
+            return self._same.run(key, lambda: self._aggregates(field, start, end, interval, offset))
+
+    def _aggregates(self, field, start, end, interval, offset):
+        with self.archive.serving():
+            return g3_aggregates.answer(self.archive, field, start, end, interval, offset)
 
     def _answer(self, field, start, end, min_stride):
-        with self.archive.one_request():
+        with self.archive.serving(), self.archive.one_request():
             return self._answer_once(field, start, end, min_stride)
 
     @contextmanager
@@ -811,21 +899,42 @@ class G3Reader(DataNodeServer):
         return contract.series_reply(field, series, wire=False)
 
 
-def _prefetch(archive: Archive, seconds: float | None = None) -> bool:
+def _prefetch(archive: Archive, seconds: float | None = None, quiet: float | None = None,
+              plan: bool = False) -> bool:
     """Decode the archive's newest files, for at most ``seconds``. The
-    reader spends :data:`PREFETCH_BEFORE_JOIN` on it before joining (a
-    dashboard opened right after a restart is answered from memory) and
-    finishes in the background once joined (a restart is not held up by a
-    large archive; a request arriving meanwhile waits for, never repeats, a
-    file being decoded)."""
+    reader plans it and spends :data:`PREFETCH_BEFORE_JOIN` on it before
+    joining (a dashboard opened right after a restart is answered from
+    memory), and finishes in the background once joined (a restart is not
+    held up by a large archive), giving way to requests (``quiet``, see
+    :data:`PREFETCH_QUIET`; a request meanwhile waits for, never repeats,
+    a file being decoded)."""
     until = None if seconds is None else time.monotonic() + seconds
     try:
-        return archive.prefetch(list(archive.index.kinds(0, 2**62)), PREFETCH_SECONDS, PREFETCH_SHARE, until)
+        if plan:
+            archive.plan_prefetch(list(archive.index.kinds(0, 2**62)), PREFETCH_SECONDS)
+        return archive.prefetch(PREFETCH_SHARE, until, quiet)
     except Exception as exc:
         if not unavailable(exc):
             raise
         log.warn("the index database went away while prefetching ({e})", e=error_reason(exc))
         return True
+
+
+def _prefetch_in_background(archive: Archive) -> bool:
+    """:func:`_prefetch` once joined, at Python's own switch interval.
+
+    The reader's long interval (``G3Reader.switch_interval``) lets a
+    thread that computes keep the GIL that long. A request arriving while
+    the prefetch decodes would wait up to that long for each of its turns:
+    the first answers after a restart took 100 ms more than the answer
+    itself. The interval is the process's, so it is lowered for as long as
+    the prefetch runs."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, DEFAULT_SWITCH_INTERVAL))
+    try:
+        return _prefetch(archive, quiet=PREFETCH_QUIET)
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def _warm_up(archive: Archive):

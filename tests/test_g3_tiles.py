@@ -67,17 +67,24 @@ def test_prefetch_decodes_the_newest_files_within_its_share(index_env, tmp_path,
     scan(index_env, data)
     names = sorted(truth)
     reader = archive(index_env, data)
-    decoded = []
-    real = reader._decode
+    decoded, read = [], []  # (file, provider) decoded for a request; (file, providers) read by the prefetch
+    real, real_many = reader._decode, reader._decode_providers
     monkeypatch.setattr(reader, "_decode", lambda full, provider: decoded.append(full) or real(full, provider))
-    assert reader.prefetch(names, 2 * 3600, 0.0) and decoded == []  # no share of the cache: nothing to do
-    assert not reader.prefetch(names, 2 * 3600, 0.25, until=time.monotonic()) and decoded == []  # out of time
+    monkeypatch.setattr(reader, "_decode_providers",
+                        lambda full, providers: read.append((full, set(providers))) or real_many(full, providers))
+    reader.plan_prefetch(names, 2 * 3600)
+    assert reader.prefetch(0.0) and read == []  # no share of the cache: nothing to do
+    reader.plan_prefetch(names, 2 * 3600)
+    assert not reader.prefetch(0.25, until=time.monotonic()) and read == []  # out of time
     # The last two hours of 4 hourly files: the newest two (or three, when a
-    # provider's last sample sits on the hour) files per provider.
-    assert reader.prefetch(names, 2 * 3600, 0.25)
-    assert 2 * 2 <= len(decoded) <= 3 * 2
-    decoded.clear()
-    assert reader.prefetch(names, 2 * 3600, 0.25) and decoded == []  # called again: nothing decoded twice
+    # provider's last sample sits on the hour) files, each read once, the
+    # newest two for both providers at once.
+    assert reader.prefetch(0.25)  # goes on where it stopped
+    assert 2 <= len(read) <= 3 and len({f for f, _ in read}) == len(read)
+    assert all(len(providers) == 2 for _, providers in read[:2])
+    read.clear()
+    reader.plan_prefetch(names, 2 * 3600)
+    assert reader.prefetch(0.25) and read == []  # planned again: nothing decoded twice
     end = START + 4 * 3600
     got = reader.series(names, end - 2 * 3600, end, 43.4)
     assert decoded == [] and set(got) == set(names)  # answered from memory
