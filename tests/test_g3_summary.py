@@ -236,3 +236,72 @@ def test_sparse_data_is_kept_as_samples_and_served_exactly(tmp_path, index_env):
     names = sorted(truth)
     for stride in (50.0, 400.0, 2500.0, 20000.0):  # raw, 60 s from samples, 600 s from samples, 3600 s
         _panel_check(reader, truth, names, START + 777.5, START + 72 * 3600 - 1, stride)
+
+
+def _rollup_field_by_field(parts, level, chunk):
+    """The rollup merged one field at a time, each in its own time order:
+    what :func:`rollup`'s single pass must give."""
+    from sisock.downsample import m4_merge
+    from sisock.g3.summary import CHUNK_BUCKETS, MIN_SAMPLES_PER_BUCKET
+
+    lo, hi = chunk * CHUNK_BUCKETS, (chunk + 1) * CHUNK_BUCKETS
+    gathered = {}
+    for part in parts:
+        keys = part.keys(level)
+        inside = (keys >= lo) & (keys < hi)
+        for name, stats in part.fields.items():
+            gathered.setdefault(name, []).append((keys[inside], stats[:, inside],
+                                                  part.bucket[inside] if part.samples else None))
+    out = {}
+    for name, pieces in gathered.items():
+        keys = np.concatenate([p[0] for p in pieces])
+        stats = np.concatenate([p[1] for p in pieces], axis=1)
+        if not len(keys):
+            continue
+        order = np.lexsort((stats[STATS.index("t_first")], keys))
+        merged_keys, merged = m4_merge(keys[order], stats[:, order][:, None, :])
+        has = merged[0, 0] > 0
+        if all(p[2] is not None for p in pieces) and stats.shape[1] < MIN_SAMPLES_PER_BUCKET * has.sum():
+            t = np.concatenate([p[2] for p in pieces])[order]
+            present = stats[0, order] > 0
+            out[name] = (True, t[present], stats[:, order][:, present])
+        else:
+            out[name] = (False, merged_keys[has], merged[:, 0, has])
+    return out
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_rollup_merges_every_field_at_once_as_field_by_field(overlap, sparse):
+    """Files of one provider with fields joining and leaving, missing
+    samples, dense and (every third, or with ``sparse`` all) sparse files
+    (summaries of buckets, of samples), files sharing a bucket and (with
+    ``overlap``) files overlapping in time. Each file gives the summary the
+    index would: its own at the level, or its summary of samples."""
+    from sisock.g3.summary import rollup
+
+    rng = np.random.default_rng(7)
+    files = []
+    for i in range(12):
+        start = 100_000.0 + i * 3600 - (1800 if overlap and i % 4 == 3 else 0)
+        n = 30 if sparse or i % 3 == 2 else 3600  # a sample every two minutes, or 1 Hz
+        t = np.sort(start + rng.uniform(0, 3600, n))
+        fields = {f"f{k}": np.round(rng.normal(0, 3, n)) for k in range(6) if (i + k) % 5}  # ties; fields come and go
+        for v in fields.values():
+            v[rng.random(n) < 0.05] = np.nan
+        files.append({summary.level: summary for summary in summarize(t, fields)})
+    forms = []
+    for level in (60, 600):
+        usable = [by_level.get(level) or by_level[0] for by_level in files]
+        for chunk in sorted({int(k // 1024) for p in usable for k in p.keys(level)}):
+            got = rollup(usable, level, chunk)
+            want = _rollup_field_by_field(usable, level, chunk)
+            assert set(got) == set(want)
+            for name, (samples, bucket, stats) in want.items():
+                summary = got[name]
+                forms.append(summary.samples)
+                assert summary.samples == samples and summary.level == level
+                assert np.array_equal(summary.bucket, bucket)
+                assert np.array_equal(summary.fields[name], stats, equal_nan=True)
+                assert np.array_equal(np.signbit(summary.fields[name]), np.signbit(stats))
+    assert any(forms) == sparse and not all(forms)  # rollups of samples where every file kept samples

@@ -54,6 +54,7 @@ SAMPLES_LEVEL = 0
 FORMAT = 3
 _HEADER = struct.Struct("<I")
 _FIRST = STATS.index("first")
+_N, _SUM, _T_FIRST = STATS.index("n"), STATS.index("sum"), STATS.index("t_first")
 
 
 class Summary:
@@ -160,34 +161,85 @@ def rollup(parts, level: int, chunk: int) -> dict[str, Summary]:
     of the buckets inside the chunk, merged across files (a bucket two files
     share is merged, as if one file held both halves). Where that would take
     more room than the samples and the files kept samples, the rollup keeps
-    the samples."""
+    the samples.
+
+    Every field of the provider is merged in one pass (a chunk of a sparse
+    provider gathers a few hundred files of fifty fields each, and one
+    merge per field was most of a first scan). Each file's rows come in the
+    order of their first sample; a field whose own first samples would
+    order two rows of one bucket otherwise (files overlapping in time) is
+    merged again by itself (:func:`_rollup_one`), so the result is always
+    that of merging each field's rows in its own time order."""
     lo, hi = chunk * CHUNK_BUCKETS, (chunk + 1) * CHUNK_BUCKETS
-    gathered: dict[str, list] = {}
-    kinds = {}
+    pieces, names, kinds = [], {}, {}
     for part in parts:
         keys = part.keys(level)
         inside = _within(keys, lo, hi)
         if inside is None:
             continue
-        chosen, times = keys[inside], part.bucket[inside] if part.samples else None
-        for name, stats in part.fields.items():
-            gathered.setdefault(name, []).append((chosen, stats[:, inside], times))
-            kinds.setdefault(name, part.kinds.get(name, "f"))
+        pieces.append((part, keys[inside], inside))
+        for name in part.fields:
+            if name not in names:
+                names[name] = len(names)
+                kinds[name] = part.kinds.get(name, "f")
+    if not pieces:
+        return {}
+    total = sum(len(k) for _, k, _ in pieces)
+    stats = np.full((len(STATS), len(names), total), np.nan)
+    stats[_N] = 0.0
+    stats[_SUM] = -0.0  # adds nothing, not even a sign: a lone -0.0 stays -0.0
+    member = np.zeros((len(names), total), dtype=bool)  # the row's file holds the field
+    times = np.full(total, np.nan)
+    sampled = np.zeros(total, dtype=bool)  # the row is a sample (its file kept samples)
+    at = 0
+    for part, keys, inside in pieces:
+        rows = slice(at, at + len(keys))
+        index = [names[name] for name in part.fields]
+        stats[:, index, rows] = np.stack([part.fields[name][:, inside] for name in part.fields], axis=1)
+        member[index, rows] = True
+        if part.samples:
+            times[rows], sampled[rows] = part.bucket[inside], True
+        at += len(keys)
+    keys = np.concatenate([k for _, k, _ in pieces])
+    order = np.lexsort((np.fmin.reduce(stats[_T_FIRST], axis=0), keys))
+    keys, stats, member = keys[order], stats[:, :, order], member[:, order]
+    times, sampled = times[order], sampled[order]
+    merged_keys, merged = m4_merge(keys, stats)
+    present = stats[_N] > 0
+    # Within a bucket, a field's rows must be in the time order of its own first samples.
+    same_key = keys[1:] == keys[:-1]
+    t_first = np.where(present, stats[_T_FIRST], np.nan)
+    a, b = t_first[:, :-1][:, same_key], t_first[:, 1:][:, same_key]
+    unordered = np.any(~(a < b) & ~np.isnan(a) & ~np.isnan(b), axis=1)
+    has = merged[_N] > 0
+    as_samples = ~np.any(member & ~sampled, axis=1) & (member.sum(axis=1) < MIN_SAMPLES_PER_BUCKET * has.sum(axis=1))
     out = {}
-    for name, pieces in gathered.items():
-        keys = np.concatenate([p[0] for p in pieces])
-        stats = np.concatenate([p[1] for p in pieces], axis=1)
-        order = np.lexsort((stats[STATS.index("t_first")], keys))
-        merged_keys, merged = m4_merge(keys[order], stats[:, order][:, None, :])
-        has = merged[0, 0] > 0
-        if all(p[2] is not None for p in pieces) and stats.shape[1] < MIN_SAMPLES_PER_BUCKET * has.sum():
-            t = np.concatenate([p[2] for p in pieces])[order]
-            present = stats[0, order] > 0
-            out[name] = Summary(level, t[present], {name: stats[:, order][:, present]}, {name: kinds[name]},
-                                samples=True)
+    for name, i in names.items():
+        if unordered[i]:
+            out[name] = _rollup_one(name, kinds[name], pieces, level)
+        elif as_samples[i]:
+            keep = present[i]
+            out[name] = Summary(level, times[keep], {name: stats[:, i, keep]}, {name: kinds[name]}, samples=True)
         else:
-            out[name] = Summary(level, merged_keys[has], {name: merged[:, 0, has]}, {name: kinds[name]})
+            out[name] = Summary(level, merged_keys[has[i]], {name: merged[:, i, has[i]]}, {name: kinds[name]})
     return out
+
+
+def _rollup_one(name: str, kind: str, pieces, level: int) -> Summary:
+    """One field's rollup from its own rows, sorted by bucket and then by
+    its first sample (files overlapping in time)."""
+    mine = [(keys, part.fields[name][:, inside], part.bucket[inside] if part.samples else None)
+            for part, keys, inside in pieces if name in part.fields]
+    keys = np.concatenate([p[0] for p in mine])
+    stats = np.concatenate([p[1] for p in mine], axis=1)
+    order = np.lexsort((stats[_T_FIRST], keys))
+    merged_keys, merged = m4_merge(keys[order], stats[:, order][:, None, :])
+    has = merged[_N, 0] > 0
+    if all(p[2] is not None for p in mine) and stats.shape[1] < MIN_SAMPLES_PER_BUCKET * has.sum():
+        t = np.concatenate([p[2] for p in mine])[order]
+        present = stats[_N, order] > 0
+        return Summary(level, t[present], {name: stats[:, order][:, present]}, {name: kind}, samples=True)
+    return Summary(level, merged_keys[has], {name: merged[:, 0, has]}, {name: kind})
 
 
 def _within(keys: np.ndarray, lo: float, hi: float):
