@@ -142,8 +142,8 @@ def test_samples_merge_equals_m4_merge_of_sample_stats(width, missing):
     t = np.sort(rng.uniform(0, 3600, 3600))
     m = np.vstack([rng.normal(0, 1, 3600), np.round(rng.normal(0, 2, 3600)),  # rounded: ties
                    np.where(rng.random(3600) < 0.5, 0.0, -0.0), rng.normal(0, 1, 3600)])
-    m[3, rng.choice(3600, 20, replace=False)] = np.inf
-    m[3, rng.choice(3600, 20, replace=False)] = -np.inf
+    m[3, rng.choice(3600, 20, replace=False)] = np.inf  # infinities: extremes like any other value
+    m[1, rng.choice(3600, 20, replace=False)] = -np.inf
     if missing:
         m[0, rng.choice(3600, 300, replace=False)] = np.nan
     keys = np.floor(t / width)
