@@ -17,9 +17,10 @@
 4. Prints both medians, the SQL statements and commits per file of each,
    and the ratio previous / current it is judged by (target >= 2).
 
-Both scanners use the mysql-connector installed here (with its C extension
-when it loads). ``--previous-pure`` runs the previous one on the driver's
-pure-Python path instead, as the version pinned at 5b5c8f9 ran here.
+Both scanners use the mysql-connector installed here, with its C extension
+(loaded before so3g, whose libraries otherwise leave it no static TLS; see
+``sisock.g3.native``). ``--previous-pure`` runs the previous one on the
+driver's pure-Python path instead, as the version pinned at 5b5c8f9 ran here.
 """
 
 from __future__ import annotations
