@@ -309,8 +309,7 @@ class Scanner:
                         oldest = min(starts) if oldest is None else min(oldest, min(starts))
                 touched = self._rollups_behind(touched, oldest, stats)
                 if self._held.over():
-                    level = self._rebuild_held_level(stats)
-                    touched = {w for w in touched if w[1] != level}
+                    touched -= self._rebuild_held_level(stats, oldest)
         finally:
             progress.close()
         self._rollups(stats)
@@ -342,14 +341,20 @@ class Scanner:
             return
         log.info("rebuilt {n} rollup chunk(s)", n=self._rebuild(work, stats))
 
-    def _rebuild_held_level(self, stats: PassStats) -> int:
+    def _rebuild_held_level(self, stats: PassStats, oldest: int | None) -> set:
         """Too many summaries held: build the chunks to do at the level
-        holding most of them, then let go of that level; returns it."""
+        holding most of them that are complete (wholly after the oldest
+        sample stored, as in :meth:`_rollups_behind`), then let go of that
+        level; returns the chunks built. The others are built once they
+        are complete, from the summaries read back: building them now
+        would only build them again once older files touch them (on a
+        month of sparse files, 300 of 1000 chunks were built twice)."""
         level = self._held.heaviest_level()
         work = self._retrying("listing rollups to rebuild", lambda _retry: self.index.rollup_work())
-        self._rebuild([w for w in work if w[1] == level], stats)
+        ready = [w for w in work if w[1] == level and (oldest is None or chunk_start_us(w[1], w[2]) > oldest)]
+        self._rebuild(ready, stats)
         self._held.drop(level)
-        return level
+        return set(ready)
 
     def _rebuild(self, work, stats: PassStats) -> int:
         """Rebuild ``work`` (``(provider, level, chunk)``), a few
