@@ -215,8 +215,9 @@ class Archive:
     def _prefetch_file(self, path: str, providers):
         """Decode ``providers`` of one file into the cache in one read (a
         file holds many providers; reading it once per provider would parse
-        it that many times). A request for one of them meanwhile waits for
-        the decoding, as for any file being decoded."""
+        it that many times). A request meanwhile for the provider being
+        stored waits for it, as for any file being decoded; one for another
+        of them reads that provider itself."""
         full = os.path.join(self.data_dir, path)
         try:
             st = os.stat(full)
