@@ -36,6 +36,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from sisock.g3 import native
 from sisock.g3.files import TICKS_PER_SECOND  # checked against spt3g's core.G3Units.s on first write
 
 DEMO_MARKER = ".g3_demo.json"
@@ -219,9 +220,7 @@ def _v0_times(ticks: np.ndarray) -> np.ndarray:
 
 
 def _core():
-    from sisock.g3.native import so3g
-
-    so3g()  # registers the HK frame types with spt3g
+    native.so3g()  # registers the HK frame types with spt3g
     from spt3g import core
 
     if int(core.G3Units.s) != TICKS_PER_SECOND:
@@ -239,9 +238,7 @@ class _Session:
 
     def __init__(self, providers: Sequence[Provider], start: float, schema: int, seed: int,
                  session_id: int | None = None, prov_ids: Sequence[int] | None = None):
-        from sisock.g3.native import so3g
-
-        so3g()
+        native.so3g()
         from so3g.hk.session import HKSessionHelper
 
         if schema not in (0, 1, 2):
@@ -260,9 +257,7 @@ class _Session:
         return [self.helper.session_frame(), self.helper.status_frame(timestamp=float(timestamp))]
 
     def data_frame(self, prov_index: int, provider: Provider, ticks: np.ndarray, values, timestamp: float):
-        from sisock.g3.native import so3g
-
-        so3g = so3g()
+        so3g = native.so3g()
 
         core = self.core
         f = core.G3Frame(core.G3FrameType.Housekeeping)
