@@ -1,6 +1,7 @@
 """A year of hourly g3 files with a thousand fields, measured end to end.
 
     .venv/bin/python benchmarks/year_archive.py [--days 365] [--dir DIR] [--runs 5] [--sqlite]
+        [--keep-database NAME]
 
 1. Writes (or reuses) the archive: ``--days`` of hourly files (8760 for a
    year), 20 providers x 50 fields, one sample every ``--period`` seconds
@@ -259,15 +260,22 @@ def spikes_seen(series: list[dict], truth: dict[str, np.ndarray]) -> tuple[int, 
 class Database:
     """A throwaway MariaDB database, created here and dropped at the end."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, keep: str | None = None):
+        """``keep``: a database of that name is reused if it exists (its
+        first scan is not timed again) and kept at the end, so panels can be
+        measured again without the year's first scan."""
         from sisock.g3.index import database_url
 
-        self.name = f"sisock_bench_year_{os.getpid()}"
+        self.name = keep or f"sisock_bench_year_{os.getpid()}"
+        self.keep = keep is not None
         self.env = {**env, "SQL_DB": self.name}
         self.admin = sa.create_engine(database_url({**env, "SQL_DB": "mysql"}), pool_pre_ping=True)
         with self.admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{self.name}`"))
-            conn.execute(sa.text(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4"))
+            self.reused = self.keep and conn.execute(sa.text(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = :db"), {"db": self.name}).scalar()
+            if not self.reused:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{self.name}`"))
+                conn.execute(sa.text(f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4"))
         self.url = database_url(self.env)
 
     def size(self) -> tuple[int, int]:
@@ -283,6 +291,10 @@ class Database:
         return int(row[0] or 0), int(row[1] or 0)
 
     def drop(self):
+        if self.keep:
+            print(f"  index database {self.name} kept (--keep-database)")
+            self.admin.dispose()
+            return
         with self.admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{self.name}`"))
         self.admin.dispose()
@@ -302,12 +314,14 @@ def scan(url, data: str):
         index.dispose()
 
 
-def measure_scans(label: str, url, data: str, n_files: int, size: int):
+def measure_scans(label: str, url, data: str, n_files: int, size: int, reused: bool = False):
     from sisock.g3.index import Index
 
     # The schema exists before the timing starts, as in a deployment.
     attempt(f"{label} schema", lambda: Index(url).dispose())
-    result = attempt(f"{label} first scan", scan, url, data)
+    result = None if reused else attempt(f"{label} first scan", scan, url, data)
+    if reused:
+        print(f"  {label} first scan: not timed, the kept index database is reused (--keep-database)")
     if result is not None:
         stats, seconds = result
         print(f"  {label} first scan: {stats.read} files ({gb(stats.bytes)}) in {seconds:.1f} s: "
@@ -594,6 +608,8 @@ def main():
     parser.add_argument("--sqlite", action="store_true", help="also time the first scan into SQLite")
     parser.add_argument("--panels", default=None, metavar="LIST",
                         help="only these panels, e.g. '10 x 7 d,100 x 24 h' (default: all)")
+    parser.add_argument("--keep-database", default=None, metavar="NAME",
+                        help="keep the MariaDB index in database NAME, and reuse it when it exists (no first scan)")
     args = parser.parse_args()
     args.hours = max(1, round(args.days * 24))
     if FILE_SECONDS % args.period:
@@ -636,9 +652,9 @@ def main():
             attempt("SQLite size", lambda: print(f"  SQLite index file: "
                                                  f"{gb(os.path.getsize(os.path.join(sqlite_dir, 'g3_index.sqlite')))}"))
             shutil.rmtree(sqlite_dir, ignore_errors=True)
-        db = Database(env)
+        db = Database(env, args.keep_database)
         env = db.env
-        measure_scans("MariaDB", db.url, data, n_files, size)
+        measure_scans("MariaDB", db.url, data, n_files, size, db.reused)
         sizes = attempt("MariaDB size", db.size)
         if sizes is not None:
             print(f"  MariaDB index: {gb(sum(sizes))} (data {gb(sizes[0])} + indexes {gb(sizes[1])}), "

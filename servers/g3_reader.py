@@ -248,6 +248,10 @@ class Archive:
         which must not compete with the first requests."""
         with self.one_request():
             newest = self.newest(names)
+            # Every answer from rollups sizes itself with each name's first
+            # sample: asked for all names at once here, a cold panel
+            # after a restart does not ask for its own.
+            self.first_starts(names)
             if not newest:
                 self._prefetch_todo = deque()
                 return

@@ -46,6 +46,10 @@ def test_index_contents(index_env, tmp_path):
     counts = index.counts()
     assert counts["files"] == len(paths) and counts["description"] == len(truth)
     assert counts["feeds"] == len(paths) * len(PROVIDERS)
+    # Each name's first sample, from the index alone; a name never seen has none.
+    names = sorted(truth)
+    assert index.first_starts(names[1:] + ["observatory.nobody.feeds.none.x"]) == {
+        name: int(round(truth[name][0][0] * 1e6)) for name in names[1:]}
     # Only the files overlapping a range are located (by the reader's own lookup).
     reader = Archive(index, str(data), ByteLRU(1 << 20))
     hour2, _ = reader.locate(sorted(truth), START + 3700, START + 3800)
@@ -80,6 +84,19 @@ def test_incremental_rescan(index_env, tmp_path):
     grown = snap["17000/1700007200.g3"][(PROVIDERS[0].description, "ch1_t")]
     assert grown[1] == int((START + 3 * 3600 + 599) * 1e6)  # the end was extended
     assert os.path.relpath(new, data) in snap
+    assert index.names(*ALL) == sorted(truth)  # the names of the deleted file are in others too
+    index.dispose()
+
+    # A file holding the only samples of some names: deleted, those names leave the index, the others stay.
+    lone = Provider("observatory.lone3.feeds.misc", ["only_here"], rate=1.0, block="misc")
+    write_file(str(data / "17000" / "1700014800.g3"), [lone], START + 4 * 3600 + 60, START + 4 * 3600 + 120)
+    scan(index_env, data)
+    assert open_index(index_env).names(*ALL) == sorted([*truth, f"{lone.description}.only_here"])
+    os.remove(data / "17000" / "1700014800.g3")
+    assert scan(index_env, data).removed == 1
+    index = open_index(index_env)
+    assert index.names(*ALL) == sorted(truth)
+    assert index.counts()["description"] == len(truth)
     index.dispose()
 
 

@@ -793,14 +793,22 @@ class Index:
         if not paths:
             return
         with self.engine.begin() as conn:
+            named = set()
             for chunk in _chunks(paths):
-                self._forget(conn, chunk)
-            self._prune_names(conn)
+                named |= self._forget(conn, chunk)
+            self._prune_names(conn, named)
             self._bump(conn)
 
-    def _forget(self, conn, paths):
-        file_ids = sa.select(files.c.id).where(files.c.path.in_(paths))
-        feed_ids = sa.select(feeds.c.id).where(feeds.c.file_id.in_(file_ids))
+    def _forget(self, conn, paths) -> set[int]:
+        """Delete what is indexed of ``paths``; returns the ids of the names they held."""
+        # The ids as values, not subqueries: MariaDB runs a DELETE whose
+        # condition is a subquery once per row of the table, which made
+        # forgetting one file of a year read all of its 8.8 million field
+        # rows (25 s), on every rescan of a growing file.
+        file_ids = [row[0] for row in conn.execute(sa.select(files.c.id).where(files.c.path.in_(paths)))]
+        if not file_ids:
+            return set()
+        feed_ids = [row[0] for row in conn.execute(sa.select(feeds.c.id).where(feeds.c.file_id.in_(file_ids)))]
         spans, ids = {}, {}
         for desc, name_id, lo, hi in conn.execute(
             sa.select(feeds.c.description, fields.c.description_id, fields.c.start, fields.c.end)
@@ -810,14 +818,21 @@ class Index:
             spans[desc] = (min(lo, old_lo), max(hi, old_hi))
             ids.setdefault(desc, set()).add(name_id)
         self._touch_rollups(conn, *_rollups_touched(spans, ids))
-        conn.execute(summaries.delete().where(summaries.c.feed_id.in_(feed_ids)))
-        conn.execute(fields.delete().where(fields.c.feed_id.in_(feed_ids)))
+        for chunk in _chunks(feed_ids):
+            conn.execute(summaries.delete().where(summaries.c.feed_id.in_(chunk)))
+            conn.execute(fields.delete().where(fields.c.feed_id.in_(chunk)))
         conn.execute(feeds.delete().where(feeds.c.file_id.in_(file_ids)))
-        conn.execute(files.delete().where(files.c.path.in_(paths)))
+        conn.execute(files.delete().where(files.c.id.in_(file_ids)))
+        return set().union(*ids.values())
 
-    def _prune_names(self, conn):
-        used = sa.select(fields.c.description_id).distinct()
-        conn.execute(description.delete().where(description.c.id.not_in(used)))
+    @staticmethod
+    def _prune_names(conn, candidates: set[int]):
+        """Drop the names among ``candidates`` that no file holds any more:
+        one index probe per name, where asking which names of the whole
+        table are unused read every field row (30 s for a year of files)."""
+        still = sa.select(fields.c.description_id).where(fields.c.description_id == description.c.id).exists()
+        for chunk in _chunks(sorted(candidates)):
+            conn.execute(description.delete().where(description.c.id.in_(chunk), ~still))
 
     def _description_ids(self, conn, kinds: Mapping[str, str]) -> dict[str, int]:
         """Ids of the names (``{name: kind}``), created where new; a name
@@ -1063,16 +1078,20 @@ class Index:
 
     def first_starts(self, names: Iterable[str]) -> dict[str, int]:
         """Each name's first sample time (µs): where its history begins."""
-        names = sorted(set(names))
-        query = (
-            sa.select(description.c.description, sa.func.min(fields.c.start))
-            .join(description, fields.c.description_id == description.c.id)
-            .group_by(description.c.description)
-        )
+        # Grouped by the id, not the name: MariaDB then takes each minimum
+        # from the (name, start) index in one probe ("index for group-by"),
+        # where grouping by the joined name read every one of a name's field
+        # rows (20 ms for ten names of a year, most of a cold panel's queries).
         out = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(names):
-                out.update(conn.execute(query.where(description.c.description.in_(chunk))).all())
+            for chunk in _chunks(sorted(set(names))):
+                ids = dict(conn.execute(sa.select(description.c.id, description.c.description)
+                                        .where(description.c.description.in_(chunk))).all())
+                if not ids:
+                    continue
+                query = (sa.select(fields.c.description_id, sa.func.min(fields.c.start))
+                         .where(fields.c.description_id.in_(sorted(ids))).group_by(fields.c.description_id))
+                out.update((ids[i], start) for i, start in conn.execute(query))
         return out
 
     def newest_locations(self, names: Iterable[str]) -> dict[str, Location]:
