@@ -48,6 +48,8 @@ from sisock.downsample import decimate_timeline
 from sisock.g3.index import Index, database_url
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
+from lean_http import Client
+
 from procs import free_port, wait_for
 from timing import median_time
 
@@ -312,7 +314,7 @@ def main():
 
     try:
         wait_for(lambda: requests.get(http + "/", timeout=2).status_code == 200, 120, "the bridge")
-        session = requests.Session()
+        client = Client(http)
 
         def restart_reader():
             nonlocal reader
@@ -325,7 +327,7 @@ def main():
             wait_for(listed, 60, "the reader's fields in /search")
 
         def query(body):
-            r = session.post(http + "/query", json=body)
+            r = client.post("/query", body)
             r.raise_for_status()
             return r
 
@@ -372,11 +374,12 @@ def main():
         body = body_for(a, b)
         floor_rps = throughput(lambda: floor_panel(files_by_hour, names, a, b), CONCURRENT, CONCURRENT_SECONDS)
         local = threading.local()
+        payload = orjson.dumps(body)
 
         def client_query():
-            s = getattr(local, "session", None) or requests.Session()
-            local.session = s
-            s.post(http + "/query", json=body).raise_for_status()
+            c = getattr(local, "client", None) or Client(http)
+            local.client = c
+            c.post("/query", payload).raise_for_status()
 
         ours_rps = throughput(client_query, CONCURRENT, CONCURRENT_SECONDS)
         print(f"{CONCURRENT} concurrent clients on the 6 h panel for {CONCURRENT_SECONDS:.0f} s: "

@@ -53,6 +53,8 @@ import sqlalchemy as sa
 from sisock.demo.g3 import Provider, archive_path, expected, write_archive
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
+from lean_http import Client
+
 from procs import free_port, wait_for
 from timing import median_time
 
@@ -454,7 +456,8 @@ class Stack:
         self.env.pop("G3_CACHE_MB", None)  # the default cache bound is what is judged
         self.env.pop("MAX_POINTS", None)
         self.http = f"http://127.0.0.1:{ports['PORT']}"
-        self.session = requests.Session()
+        self.session = requests.Session()  # untimed calls (waiting, listing)
+        self.client = Client(self.http)  # timed ones (lean_http says why)
         self.reader = None
         self.starts = 0
         self.proc = self._spawn("stack", [os.path.join(BIN, "sisock"), "up", "--state-dir",
@@ -488,10 +491,10 @@ class Stack:
         wait_for(lambda: not self.names(), 60, "the old g3-reader to leave")
 
     def post(self, path, body):
-        return _checked(path, self.session.post(self.http + path, json=body, timeout=600))
+        return _checked(path, self.client.post(path, body))
 
     def get(self, path):
-        return _checked(path, self.session.get(self.http + path, timeout=600))
+        return _checked(path, self.client.get(path))
 
     def close(self):
         if self.reader is not None:
@@ -506,7 +509,8 @@ class Stack:
 
 def _checked(path, r):
     if r.status_code >= 400:
-        raise RuntimeError(f"{path}: HTTP {r.status_code}: {' '.join(r.text.split())[:300]}")
+        text = r.content.decode("utf-8", "replace")
+        raise RuntimeError(f"{path}: HTTP {r.status_code}: {' '.join(text.split())[:300]}")
     return r
 
 
