@@ -49,7 +49,6 @@ from sisock.g3.index import Index, database_url
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 from lean_http import Client
-
 from procs import free_port, wait_for
 from timing import median_time
 

@@ -54,7 +54,6 @@ from sisock.demo.g3 import Provider, archive_path, expected, write_archive
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 from lean_http import Client
-
 from procs import free_port, wait_for
 from timing import median_time
 
