@@ -37,6 +37,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -565,14 +566,20 @@ def first_difference(http: list, local: list) -> str:
     return "same series, other keys differ"
 
 
-def run_panel(stack: Stack, inproc: InProcess, names, provs, a, b, expect, runs):
-    """One panel: HTTP cold and warm, in process cold and warm, spikes."""
+def run_panel(stack: Stack, inproc: InProcess, names, provs, a, b, expect, runs, cold_runs=3):
+    """One panel: HTTP cold (median over ``cold_runs`` fresh readers: one
+    cold request on this machine varies by 2-4x) and warm, in process
+    cold and warm, spikes."""
     row = {}
     body = query_body(names, a, b)
-    stack.start_reader(expect)
-    t0 = time.perf_counter()
-    stack.post("/query", body)
-    row["cold"] = time.perf_counter() - t0
+    colds = []
+    for _ in range(cold_runs):
+        stack.start_reader(expect)
+        t0 = time.perf_counter()
+        stack.post("/query", body)
+        colds.append(time.perf_counter() - t0)
+    row["cold"] = statistics.median(colds)
+    row["colds"] = colds
     row["warm"] = median_time(lambda: stack.post("/query", body), runs, warmup=2)
     answer = stack.post("/query", body).json()
     row["points"] = sum(len(s["datapoints"]) for s in answer)
@@ -619,6 +626,7 @@ def main():
     parser.add_argument("--providers", type=int, default=20)
     parser.add_argument("--fields", type=int, default=50, help="fields per provider")
     parser.add_argument("--runs", type=int, default=5, help="warm runs per figure (median)")
+    parser.add_argument("--cold-runs", type=int, default=3, help="fresh readers per cold figure (median)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="generation processes")
     parser.add_argument("--sqlite", action="store_true", help="also time the first scan into SQLite")
     parser.add_argument("--panels", default=None, metavar="LIST",
@@ -692,8 +700,9 @@ def main():
         rows = {}
         panels = [(f"10 x {label}", span, narrow) for label, span in PANELS] + \
                  [(f"{len(wide)} x {label}", span, wide) for label, span in WIDE_PANELS]
-        print(f"\npanels: maxDataPoints {MAX_POINTS}, intervalMs = range / {MAX_POINTS}; ms; warm = median of "
-              f"{args.runs}; in process = G3Reader.answer_get_data + the bridge's encoding", flush=True)
+        print(f"\npanels: maxDataPoints {MAX_POINTS}, intervalMs = range / {MAX_POINTS}; ms; cold = median of "
+              f"{args.cold_runs} fresh g3-readers; warm = median of {args.runs}; "
+              "in process = G3Reader.answer_get_data + the bridge's encoding", flush=True)
         header = (f"{'panel':>11} {'cold':>8} {'warm':>8} {'in cold':>8} {'in warm':>8} {'http/in':>8} "
                   f"{'cold/warm':>9} {'points':>7} {'spikes seen':>13} {'same':>5}")
         print(header, flush=True)
@@ -704,7 +713,8 @@ def main():
                 print(f"{label:>11}   skipped: longer than the archive", flush=True)
                 continue
             a, b = end - span, end - 0.001
-            row = attempt(f"panel {label}", run_panel, stack, inproc, names, provs, a, b, n_names, args.runs)
+            row = attempt(f"panel {label}", run_panel, stack, inproc, names, provs, a, b, n_names, args.runs,
+                          args.cold_runs)
             if row is None:
                 continue
             rows[label] = row
@@ -715,6 +725,7 @@ def main():
                   f"{ms(row.get('in_warm')):>8} {'—' if http_in is None else f'{http_in:.2f}x':>8} "
                   f"{cold_warm:8.2f}x {row['points']:7d} {seen:6d} of {injected:<5d} "
                   f"{ {True: 'yes', False: 'NO', None: '—'}[row.get('same')]:>5}", flush=True)
+            print(f"{'':>11}   cold runs: {', '.join(ms(c) for c in row['colds'])}", flush=True)
             if row.get("difference"):
                 print(f"{'':>11}   not the same answer: {row['difference']}", flush=True)
 
