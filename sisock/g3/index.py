@@ -829,7 +829,7 @@ class Index:
     def _prune_names(conn, candidates: set[int]):
         """Drop the names among ``candidates`` that no file holds any more:
         one index probe per name, where asking which names of the whole
-        table are unused read every field row (30 s for a year of files)."""
+        table are unused read every field row (about 1 s for a year)."""
         still = sa.select(fields.c.description_id).where(fields.c.description_id == description.c.id).exists()
         for chunk in _chunks(sorted(candidates)):
             conn.execute(description.delete().where(description.c.id.in_(chunk), ~still))
