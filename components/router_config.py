@@ -65,6 +65,12 @@ def build(settings: Settings, with_hub: bool = True, certificate: str = CERT_NAM
         # (sisock.contract.MAX_REPLY_VALUES) and refuse rather than exceed it.
         "options": {"max_message_size": 64 * 1024 * 1024},
     }
+    server_auth = {
+        "wampcra": {
+            "type": "static",
+            "users": {settings.wamp_user: {"secret": "${WAMP_SECRET}", "role": "server"}},
+        }
+    }
     router = {
         "type": "router",
         "realms": [{"name": settings.realm, "roles": roles()}],
@@ -77,19 +83,7 @@ def build(settings: Settings, with_hub: bool = True, certificate: str = CERT_NAM
                     "interface": settings.bind_host,
                     "tls": {"key": key, "certificate": certificate},
                 },
-                "paths": {
-                    "ws": {
-                        **websocket,
-                        "auth": {
-                            "wampcra": {
-                                "type": "static",
-                                "users": {
-                                    settings.wamp_user: {"secret": "${WAMP_SECRET}", "role": "server"},
-                                },
-                            }
-                        },
-                    },
-                },
+                "paths": {"ws": {**websocket, "auth": server_auth}},
             },
             {
                 "type": "web",
@@ -101,6 +95,14 @@ def build(settings: Settings, with_hub: bool = True, certificate: str = CERT_NAM
         ],
         "components": [],
     }
+    if settings.router_socket:
+        # Same WebSocket and WAMP-CRA as the TLS port, for processes on this
+        # host: nothing anonymous joins here.
+        router["transports"].append({
+            "type": "web",
+            "endpoint": {"type": "unix", "path": settings.router_socket},
+            "paths": {"ws": {**websocket, "auth": server_auth}},
+        })
     if with_hub:
         router["components"].append(
             {"type": "class", "classname": HUB_CLASS, "realm": settings.realm, "role": "server"}

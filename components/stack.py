@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from twisted.application import service
 from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.error import (
     ConnectError,
     DNSLookupError,
@@ -35,9 +35,11 @@ from twisted.runner.procmon import ProcessMonitor
 
 from sisock import server_registry
 from sisock.components.http.influxql.catalog import DATABASE as INFLUX_DATABASE
-from sisock.config import ConfigError, Settings
+from sisock.config import MAX_SOCKET_PATH, ConfigError, Settings
 
 ROUTER = "crossbar"
+#: The router's UNIX socket, in its folder (see :func:`default_socket`).
+SOCKET_NAME = "router.sock"
 BRIDGE = "http"
 
 class _Servers(Mapping):
@@ -170,6 +172,13 @@ def child_environment(cbdir: str, env=None) -> dict[str, str]:
     return env
 
 
+def default_socket(cbdir: str) -> str:
+    """The router's UNIX socket in its folder, which every child of the
+    stack shares; none (TLS only) where that path is too long to bind."""
+    path = os.path.join(os.path.abspath(cbdir), SOCKET_NAME)
+    return path if len(path.encode()) <= MAX_SOCKET_PATH else ""
+
+
 def _local(host: str) -> str:
     """Where to reach, from this machine, a socket bound to ``host``."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
@@ -295,16 +304,21 @@ class _Probe(Factory):
     protocol = Protocol
 
 
-def wait_for_port(host: str, port: int, timeout: float, clock=reactor):
-    """Fires True once ``host:port`` accepts a TCP connection, False after
-    ``timeout`` seconds."""
+def wait_for_port(host: str, port: int, timeout: float, clock=reactor, socket_path: str = ""):
+    """Fires True once ``host:port`` (or the UNIX socket ``socket_path``)
+    accepts a connection, False after ``timeout`` seconds."""
     deadline = clock.seconds() + timeout
+
+    def endpoint():
+        if socket_path:
+            return UNIXClientEndpoint(clock, socket_path, timeout=2)
+        return HostnameEndpoint(clock, host, port, timeout=2)
 
     @defer.inlineCallbacks
     def poll():
         while True:
             try:
-                proto = yield HostnameEndpoint(clock, host, port, timeout=2).connect(_Probe())
+                proto = yield endpoint().connect(_Probe())
             except (ConnectError, DNSLookupError):
                 if clock.seconds() >= deadline:
                     return False
@@ -388,6 +402,9 @@ class Stack:
         host, port = _local(self.settings.bind_host), self.settings.tls_port
         log.info("waiting for the router on {host}:{port}", host=host, port=port)
         ready = yield wait_for_port(host, port, ROUTER_TIMEOUT)
+        if ready and self.settings.router_socket:
+            # Its last transport: open once the servers' socket accepts.
+            ready = yield wait_for_port(host, port, ROUTER_TIMEOUT, socket_path=self.settings.router_socket)
         if self.stopping:
             return
         if not ready:
@@ -416,6 +433,8 @@ class Stack:
             f"InfluxDB (InfluxQL) http://{here}:{s.http_port}/influxdb   database {INFLUX_DATABASE} "
             "(Grafana's built-in InfluxDB datasource)",
             f"router              {s.router_url}   realm {s.realm}, user {s.wamp_user}",
+            *([f"router socket       unix:{s.router_socket}   (the stack's servers join here, without TLS)"]
+              if s.router_socket else []),
             f"router certificate  {self.env['SISOCK_CERT']}",
             *router_log,
             f"OCS (anonymous)     ws://{here}:{s.ocs_port}/ws",
@@ -461,6 +480,10 @@ class Stack:
 
 def run(args) -> int:
     try:
+        state_dir = os.path.abspath(args.state_dir)
+        cbdir = os.path.join(state_dir, "crossbar")
+        if "SISOCK_ROUTER_SOCKET" not in os.environ:
+            os.environ["SISOCK_ROUTER_SOCKET"] = default_socket(cbdir)
         settings = Settings.from_env()
         settings.check_router_secret()
         if not os.environ.get("CROSSBAR_HOST"):
@@ -469,8 +492,6 @@ def run(args) -> int:
             os.environ["CROSSBAR_HOST"] = _local(settings.bind_host)
             settings = Settings.from_env()
         servers = parse_servers(args.servers)
-        state_dir = os.path.abspath(args.state_dir)
-        cbdir = os.path.join(state_dir, "crossbar")
         router_console = getattr(args, "router_console", ROUTER_CONSOLE[0])
         children = plan(servers, cbdir, router_console)
         check_ports(settings)

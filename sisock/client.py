@@ -72,7 +72,7 @@ class Client:
                 raise NotConnected(f"router refused the login ({self._connection.auth_failure})")
             if time.monotonic() > deadline:
                 self.close()
-                raise NotConnected(f"could not join the router at {self.settings.router_url} within {timeout:g} s")
+                raise NotConnected(f"could not join the router at {self.settings.router_address} within {timeout:g} s")
 
     def close(self):
         reactor = self.link.reactor

@@ -61,6 +61,27 @@ def is_loopback(host: str) -> bool:
     )
 
 
+#: The longest path a UNIX socket can be bound at (``sun_path`` less its NUL).
+MAX_SOCKET_PATH = 107
+
+
+def router_socket(env) -> str:
+    """``SISOCK_ROUTER_SOCKET``: the router's UNIX socket, as an absolute path.
+
+    Processes on the router's host reach it there without TLS: the socket
+    never leaves the host, WAMP-CRA still admits only the ``server``
+    principal, and a round trip costs a third less CPU in every process it
+    crosses (``benchmarks/g3_archive.py`` prints the split)."""
+    raw = (env.get("SISOCK_ROUTER_SOCKET") or "").strip()
+    if not raw:
+        return ""
+    path = os.path.abspath(raw)
+    if len(path.encode()) > MAX_SOCKET_PATH:
+        raise ConfigError(f"SISOCK_ROUTER_SOCKET {path} is longer than the {MAX_SOCKET_PATH} bytes a UNIX "
+                          "socket path may have: choose a shorter path")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     wamp_user: str = DEFAULT_WAMP_USER
@@ -73,6 +94,8 @@ class Settings:
     bind_host: str = "127.0.0.1"
     loglevel: str = "info"
     allow_default_secret: bool = False
+    #: The router's UNIX socket for processes on its host (empty: none).
+    router_socket: str = ""
     realm: str = REALM
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -91,6 +114,7 @@ class Settings:
             bind_host=env.get("BIND_HOST") or "127.0.0.1",
             loglevel=loglevel,
             allow_default_secret=(env.get("SISOCK_ALLOW_DEFAULT_SECRET") or "").lower() in ("1", "yes", "true"),
+            router_socket=router_socket(env),
         )
 
     @property
@@ -99,6 +123,11 @@ class Settings:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"wss://{host}:{self.tls_port}/ws"
+
+    @property
+    def router_address(self) -> str:
+        """Where clients join, as logs and error messages name it."""
+        return f"unix:{self.router_socket}" if self.router_socket else self.router_url
 
     @property
     def uses_default_secret(self) -> bool:

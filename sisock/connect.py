@@ -23,7 +23,7 @@ from autobahn.wamp.types import ComponentConfig
 from service_identity import VerificationError
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, ssl
-from twisted.internet.endpoints import SSL4ClientEndpoint
+from twisted.internet.endpoints import SSL4ClientEndpoint, UNIXClientEndpoint
 
 from sisock.config import ConfigError, Settings
 
@@ -76,6 +76,15 @@ def client_tls(settings: Settings):
     return ssl.optionsForClientTLS(settings.crossbar_host, trustRoot=load_trust(settings))
 
 
+def router_endpoint(settings: Settings, reactor):
+    """``(endpoint, WebSocket URL)`` of the router: its UNIX socket when one
+    is configured (the same host, no TLS), else its TLS port."""
+    if settings.router_socket:
+        return UNIXClientEndpoint(reactor, settings.router_socket), "ws://localhost/ws"
+    endpoint = SSL4ClientEndpoint(reactor, settings.crossbar_host, settings.tls_port, client_tls(settings))
+    return endpoint, settings.router_url
+
+
 class Connection:
     """A reconnecting WAMP connection that builds sessions from ``make``.
 
@@ -102,17 +111,11 @@ class Connection:
             self._session = make(ComponentConfig(self.settings.realm, config_extra, runner=self))
             return self._session
 
-        factory = WampWebSocketClientFactory(
-            session_factory,
-            url=self.settings.router_url,
-            serializers=[cls() for cls in SERIALIZERS],
-        )
+        endpoint, url = router_endpoint(self.settings, reactor)
+        factory = WampWebSocketClientFactory(session_factory, url=url, serializers=[cls() for cls in SERIALIZERS])
         factory.setProtocolOptions(**WEBSOCKET_OPTIONS)
         factory.noisy = False
-        endpoint = SSL4ClientEndpoint(
-            reactor, self.settings.crossbar_host, self.settings.tls_port, client_tls(self.settings)
-        )
-        self._reporting = _Reporting(endpoint, self.settings.router_url, self.log, self.settings)
+        self._reporting = _Reporting(endpoint, self.settings.router_address, self.log, self.settings)
         self.service = ClientService(
             self._reporting,
             factory,

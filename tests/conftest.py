@@ -121,8 +121,13 @@ class Stack:
         return p
 
     def start_router(self) -> Proc:
-        router = self.proc("router", "sisock-crossbar", "--cbdir", self.cbdir, "--no-hub").start()
-        wait_for(lambda: port_open(self.tls_port) and port_open(self.ocs_port), 60, "the router's ports")
+        # The router also listens on a UNIX socket, which clients use only
+        # when given SISOCK_ROUTER_SOCKET (tests/test_router_socket.py).
+        self.socket = os.path.join(self.cbdir, "router.sock")
+        router = self.proc("router", "sisock-crossbar", "--cbdir", self.cbdir, "--no-hub",
+                           env={"SISOCK_ROUTER_SOCKET": self.socket}).start()
+        wait_for(lambda: port_open(self.tls_port) and port_open(self.ocs_port) and os.path.exists(self.socket), 60,
+                 "the router's ports and socket")
         self.router = router
         return router
 

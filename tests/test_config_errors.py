@@ -15,12 +15,14 @@ from procs import refused_at_start
 SCRIPTS = ["sisock-crossbar", "sisock-hub", "sisock-http", "sisock-weather-server", "sisock-sensors-server",
            "sisock-g3-file-scanner", "sisock-g3-reader-server", "sisock-apex-weather-server",
            "sisock-radiometer-server", "sisock-data-feed-server", "sisock-thermometry-server"]
-BAD = [("LOGLEVEL", "loud"), ("CROSSBAR_TLS_PORT", "eighty"), ("PORT", "x")]
+BAD = [("LOGLEVEL", "loud"), ("CROSSBAR_TLS_PORT", "eighty"), ("PORT", "x"),
+       ("SISOCK_ROUTER_SOCKET", "/tmp/" + "a-socket-path-longer-than-a-unix-socket-may-be" * 3)]
 
 
 #: Who reads what: PORT only the bridge, the router's address every WAMP
 #: client (the scanner is none), LOGLEVEL everyone.
-READS = {"PORT": {"sisock-http"}, "CROSSBAR_TLS_PORT": set(SCRIPTS) - {"sisock-g3-file-scanner"}}
+READS = {"PORT": {"sisock-http"}, "CROSSBAR_TLS_PORT": set(SCRIPTS) - {"sisock-g3-file-scanner"},
+         "SISOCK_ROUTER_SOCKET": set(SCRIPTS) - {"sisock-g3-file-scanner"}}
 CASES = [(script, variable, value) for script in SCRIPTS for variable, value in BAD
          if script in READS.get(variable, SCRIPTS)]
 

@@ -53,6 +53,39 @@ def tls_endpoint(config: dict) -> dict:
 # ---------------------------------------------------------------- the config
 
 
+def test_no_socket_unless_one_is_configured():
+    (router,) = router_config.build(Settings())["workers"]
+    assert [t["endpoint"]["type"] for t in router["transports"]] == ["tcp", "tcp"]
+
+
+def test_socket_transport_admits_only_the_server_principal(tmp_path):
+    path = str(tmp_path / "router.sock")
+    settings = Settings.from_env({"SISOCK_ROUTER_SOCKET": path, "WAMP_USER": "node"})
+    (router,) = router_config.build(settings)["workers"]
+    tls_port, _ocs, unix = router["transports"]
+    assert unix["endpoint"] == {"type": "unix", "path": path}
+    assert unix["paths"]["ws"]["auth"] == tls_port["paths"]["ws"]["auth"]
+    assert list(unix["paths"]["ws"]["auth"]) == ["wampcra"]
+    assert unix["paths"]["ws"]["auth"]["wampcra"]["users"] == {"node": {"secret": "${WAMP_SECRET}", "role": "server"}}
+
+
+def test_socket_path_is_absolute_and_short_enough(tmp_path, monkeypatch):
+    from sisock.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({"SISOCK_ROUTER_SOCKET": "r.sock"}).router_socket == str(tmp_path / "r.sock")
+    assert Settings.from_env({"SISOCK_ROUTER_SOCKET": "r.sock"}).router_address == f"unix:{tmp_path / 'r.sock'}"
+    with pytest.raises(ConfigError, match="SISOCK_ROUTER_SOCKET .* longer than the 107 bytes"):
+        Settings.from_env({"SISOCK_ROUTER_SOCKET": "/" + "d" * 110})
+
+
+def test_the_stack_shares_a_socket_in_the_router_folder_when_its_path_fits(tmp_path):
+    from sisock.components.stack import default_socket
+
+    assert default_socket(str(tmp_path / "crossbar")) == str(tmp_path / "crossbar" / "router.sock")
+    assert default_socket("/" + "d" * 100) == ""  # too long to bind: TLS only
+
+
 def test_default_config_names_the_pair_in_the_router_folder():
     config = router_config.build(Settings())
     assert tls_endpoint(config) == {"certificate": tls.CERT_NAME, "key": tls.KEY_NAME}

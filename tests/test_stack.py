@@ -42,6 +42,23 @@ def _sisock_up(tmp_path, *args):
     return up, f"http://127.0.0.1:{ports['PORT']}", ports, log
 
 
+def _router_links(pids, socket_path, tls_port) -> tuple[list[str], int]:
+    """The command lines among ``pids`` connected to the router's TLS port,
+    and how many connections the router accepted on its socket."""
+    import psutil
+
+    on_tls, on_socket = [], 0
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            if any(c.raddr and c.raddr.port == tls_port for c in p.net_connections(kind="tcp")):
+                on_tls.append(" ".join(p.cmdline()))
+            on_socket += sum(c.laddr == socket_path for c in p.net_connections(kind="unix"))
+        except psutil.Error:
+            continue
+    return on_tls, on_socket
+
+
 def _ctrl_c(up):
     """What a terminal does on Ctrl-C: SIGINT to the foreground process group."""
     os.killpg(up.pid, signal.SIGINT)
@@ -87,6 +104,12 @@ def test_sisock_up_serves_radiometer_and_stops_cleanly(tmp_path):
         assert ["observatory.LSA22YE"] in shown.json()["results"][0]["series"][0]["values"], shown.text[:500]
         family = _descendants(up.pid)
         assert len(family) >= 4, family  # crossbar controller + router worker, bridge, weather
+        # The stack's servers join through the router's socket, not its TLS port.
+        socket_path = str(tmp_path / "state" / "crossbar" / "router.sock")
+        assert f"router socket       unix:{socket_path}" in (tmp_path / "up.log").read_text()
+        on_tls, on_socket = _router_links(family, socket_path, ports["CROSSBAR_TLS_PORT"])
+        # Its listening socket, and the bridge, weather, sensors and g3-reader joined there.
+        assert on_tls == [] and on_socket >= 5, (on_tls, on_socket)
     finally:
         _ctrl_c(up)
         code = up.wait(60)
