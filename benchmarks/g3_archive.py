@@ -43,6 +43,7 @@ import requests
 import sqlalchemy as sa
 
 from sisock.components.g3_scanner import Scanner
+from sisock.components.stack import default_socket
 from sisock.demo.g3 import Provider, expected, write_archive
 from sisock.downsample import decimate_timeline
 from sisock.g3.index import Index, database_url
@@ -68,10 +69,12 @@ SPLIT_RUNS = 100
 def start_stack(env: dict, work: str):
     """Router, hub and bridge of the local stack (``sisock up --servers
     none``) on free ports, under ``work``: ``(process, bridge URL)``.
-    ``env`` is changed in place to point clients at them."""
+    ``env`` is changed in place to point clients at them (through the
+    router's socket, as the stack's own servers join)."""
     ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
     env.update({k: str(v) for k, v in ports.items()}, WAMP_SECRET="benchmark-secret",
-               SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"))
+               SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"),
+               SISOCK_ROUTER_SOCKET=default_socket(os.path.join(work, "stack", "crossbar")))
     stack = subprocess.Popen([os.path.join(BIN, "sisock"), "up", "--state-dir", os.path.join(work, "stack"),
                               "--servers", "none"], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)

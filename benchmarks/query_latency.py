@@ -28,6 +28,8 @@ import time
 
 import requests
 
+from sisock.components.stack import default_socket
+
 BIN = os.path.dirname(sys.executable)
 FIELDS = ["apex_humidity", "apex_pressure", "apex_radiometer", "apex_temperature", "apex_windspeed"]
 
@@ -69,7 +71,8 @@ def main():
     state = tempfile.mkdtemp(prefix="sisock-bench-")
     env = dict(os.environ, CROSSBAR_TLS_PORT=str(free_port()), CROSSBAR_OCS_PORT=str(free_port()),
                PORT=str(free_port()), WAMP_SECRET="benchmark-secret", LOGLEVEL="warn",
-               SISOCK_CERT=os.path.join(state, "crossbar", "server_cert.pem"))
+               SISOCK_CERT=os.path.join(state, "crossbar", "server_cert.pem"),
+               SISOCK_ROUTER_SOCKET=default_socket(os.path.join(state, "crossbar")))
     http = f"http://127.0.0.1:{env['PORT']}"
     stack = subprocess.Popen([os.path.join(BIN, "sisock"), "up", "--state-dir", state, "--servers", "weather"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -103,7 +106,8 @@ def main():
         c50, c90 = timed(columns, args.runs)
         s50, s90 = timed(lambda: session.post(http + "/search", json={"target": ""}).raise_for_status(), args.runs)
 
-        os.environ.update({k: env[k] for k in ("CROSSBAR_TLS_PORT", "WAMP_SECRET", "SISOCK_CERT")})
+        os.environ.update({k: env[k] for k in (
+            "CROSSBAR_TLS_PORT", "WAMP_SECRET", "SISOCK_CERT", "SISOCK_ROUTER_SOCKET")})
         from sisock.client import Client
         from sisock.config import Settings
 

@@ -58,6 +58,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from g3_archive import BIN, MAX_POINTS, PROVIDERS, cpu_seconds, iso, reference_archive, stack_processes
 
 from sisock.components.g3_scanner import Scanner
+from sisock.components.stack import default_socket
 from sisock.g3.index import Index, database_url
 
 from procs import free_port, wait_for  # tests/, put on the path by g3_archive
@@ -449,7 +450,8 @@ def main():
         env = dict(os.environ, **{k: str(v) for k, v in ports.items()}, **sql, DATA_DIRECTORY=data,
                    SISOCK_STATE_DIR=os.path.join(work, "state"), WAMP_SECRET="benchmark-secret",
                    BIND_HOST=ns.host_ip, CROSSBAR_HOST=ns.host_ip, LOGLEVEL="info",
-                   SISOCK_CERT=os.path.join(state, "crossbar", "server_cert.pem"))
+                   SISOCK_CERT=os.path.join(state, "crossbar", "server_cert.pem"),
+                   SISOCK_ROUTER_SOCKET=default_socket(os.path.join(state, "crossbar")))
         for var in ("G3_CACHE_MB", "SISOCK_SHARED", "MAX_POINTS"):
             env.pop(var, None)
         stack_log = open(os.path.join(work, "stack.log"), "wb")
@@ -471,7 +473,8 @@ def main():
             return requests.post(http + "/search", json={"target": f"{NODE}::"}, timeout=5).json()
 
         shared = {**env, "SISOCK_SHARED": args.policy}
-        remote = {**shared, "SQL_HOST": f"{ns.host_ip}:{relay.port}"}
+        # The second host has the files but not the router's socket: it joins over TLS.
+        remote = {**shared, "SQL_HOST": f"{ns.host_ip}:{relay.port}", "SISOCK_ROUTER_SOCKET": ""}
         configs = [
             ("a", "one g3-reader", [("reader-1", env, ())]),
             ("b", f"two g3-readers on this host, SISOCK_SHARED={args.policy}",

@@ -25,6 +25,7 @@ import time
 
 from autobahn.wamp.types import ComponentConfig
 
+from sisock.components.stack import default_socket
 from sisock.demo import archives as archive_demo
 from sisock.servers.apex_weather import ApexWeatherServer
 from sisock.servers.radiometer import RadiometerServer
@@ -54,6 +55,7 @@ def through_wamp(root, work, written, start, end, runs):
     env = dict(os.environ, CROSSBAR_HOST="127.0.0.1", CROSSBAR_TLS_PORT=str(free_port()),
                CROSSBAR_OCS_PORT=str(free_port()), WAMP_USER="server", WAMP_SECRET="benchmark-secret",
                SISOCK_CERT=os.path.join(work, "crossbar", "server_cert.pem"), LOGLEVEL="warn",
+               SISOCK_ROUTER_SOCKET=default_socket(os.path.join(work, "crossbar")),
                DATA_DIRECTORY=root)
     env.pop("MAX_POINTS", None)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "start_new_session": True}

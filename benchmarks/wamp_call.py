@@ -10,11 +10,15 @@ it ``--calls`` times one after another:
 * over TLS with WAMP-CRA (the ``server`` role, as every sisock process),
   the callee answering in the reactor and from a thread (as DataNodeServers
   do with ``deferToThread``);
+* over the router's UNIX socket with WAMP-CRA (``SISOCK_ROUTER_SOCKET``, as
+  the processes of ``sisock up`` join), the same two ways;
 * over the plain OCS websocket (the anonymous role), for what TLS costs.
 
 Prints wall time per call and each process's CPU per call (caller,
 crossbar's router worker, callee): the fixed cost a panel pays on top of
-computing its answer.
+computing its answer. The machine's speed drifts by tens of percent over
+seconds, so the transports are measured in ``--rounds`` interleaved rounds
+and each figure is the median of its rounds.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +63,7 @@ class Peer(ApplicationSession if mode == "plain" else AuthenticatedSession):
     @defer.inlineCallbacks
     def onJoin(self, details):
         if role == "callee":
-            if mode == "thread":
+            if mode.endswith("thread"):
                 yield self.register(lambda n: threads.deferToThread(lambda: payload), uri)
             else:
                 yield self.register(lambda n: payload, uri)
@@ -104,6 +109,7 @@ def measure(env, router, mode, size, calls):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="sisock-wamp-call-")
     env = dict(os.environ, LOGLEVEL="warn")
@@ -111,14 +117,25 @@ def main():
     try:
         wait_for(lambda: requests.get(http + "/", timeout=2).status_code == 200, 120, "the stack")
         router = [p for p in stack_processes(stack.pid)["router"] if "worker" in " ".join(p.cmdline())]
-        print(f"{args.calls} calls one after another; microseconds per call")
+        print(f"{args.calls} calls one after another, in each of {args.rounds} interleaved rounds; "
+              f"microseconds per call, median of the rounds")
         print(f"{'transport':<34} {'answer':>8} {'wall':>7} {'caller':>7} {'router':>7} {'callee':>7}")
-        for mode, label in (("tls", "TLS + WAMP-CRA, callee in reactor"), ("thread", "TLS + WAMP-CRA, callee thread"),
-                            ("plain", "plain websocket (anonymous)")):
-            for size in (100, 160_000):
-                wall, caller, routed, callee = measure(env, router, mode, size, args.calls)
-                print(f"{label:<34} {size:>8} {wall * 1e6:7.0f} {caller * 1e6:7.0f} {routed * 1e6:7.0f} "
-                      f"{callee * 1e6:7.0f}", flush=True)
+        tls = {**env, "SISOCK_ROUTER_SOCKET": ""}  # start_stack points clients at the socket
+        cases = [(mode, label, where, size)
+                 for mode, label, where in (("tls", "TLS + WAMP-CRA, callee in reactor", tls),
+                                            ("thread", "TLS + WAMP-CRA, callee thread", tls),
+                                            ("socket", "UNIX socket + WAMP-CRA, in reactor", env),
+                                            ("socket-thread", "UNIX socket + WAMP-CRA, thread", env),
+                                            ("plain", "plain websocket (anonymous)", tls))
+                 for size in (100, 160_000)]
+        rounds = {case[:2] + case[3:]: [] for case in cases}
+        for _ in range(args.rounds):
+            for mode, label, where, size in cases:
+                rounds[(mode, label, size)].append(measure(where, router, mode, size, args.calls))
+        for (_mode, label, size), got in rounds.items():
+            wall, caller, routed, callee = (statistics.median(x) for x in zip(*got, strict=True))
+            print(f"{label:<34} {size:>8} {wall * 1e6:7.0f} {caller * 1e6:7.0f} {routed * 1e6:7.0f} "
+                  f"{callee * 1e6:7.0f}", flush=True)
     finally:
         os.killpg(stack.pid, signal.SIGINT)
         stack.wait(60)

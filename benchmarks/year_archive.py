@@ -51,6 +51,7 @@ import orjson
 import requests
 import sqlalchemy as sa
 
+from sisock.components.stack import default_socket
 from sisock.demo.g3 import Provider, archive_path, expected, write_archive
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
@@ -452,7 +453,8 @@ class Stack:
         ports = {"CROSSBAR_TLS_PORT": free_port(), "CROSSBAR_OCS_PORT": free_port(), "PORT": free_port()}
         self.work = work
         self.env = dict(env, **{k: str(v) for k, v in ports.items()}, WAMP_SECRET="benchmark-secret",
-                        SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"), LOGLEVEL="warn")
+                        SISOCK_CERT=os.path.join(work, "stack", "crossbar", "server_cert.pem"), LOGLEVEL="warn",
+                        SISOCK_ROUTER_SOCKET=default_socket(os.path.join(work, "stack", "crossbar")))
         self.env.pop("G3_CACHE_MB", None)  # the default cache bound is what is judged
         self.env.pop("MAX_POINTS", None)
         self.http = f"http://127.0.0.1:{ports['PORT']}"
