@@ -8,8 +8,9 @@ is the service itself or ``docker-init`` followed by it) or is told:
     the HTTP bridge: ``GET /`` must answer 200, which it does only while the
     bridge is connected to the router (503 otherwise).
 ``router``
-    the router: its TLS port must complete a TLS handshake and its OCS port
-    must accept a connection.
+    the router: its TLS port must complete a TLS handshake, and its OCS port
+    and its UNIX socket (if ``SISOCK_ROUTER_SOCKET`` is set) must accept a
+    connection.
 ``process``
     any other service (a DataNodeServer, the g3 file scanner): it reconnects
     or retries by itself and exits on a fatal error, so running is healthy.
@@ -17,7 +18,7 @@ is the service itself or ``docker-init`` followed by it) or is told:
 Exit status 0 means healthy, 1 unhealthy (with one line saying why), 2 a
 usage error. Only the standard library is used, and the ports come from the
 same variables the services read (``PORT``, ``CROSSBAR_TLS_PORT``,
-``CROSSBAR_OCS_PORT``, ``BIND_HOST``).
+``CROSSBAR_OCS_PORT``, ``SISOCK_ROUTER_SOCKET``, ``BIND_HOST``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ def check_router(env) -> str | None:
             pass
     except OSError as exc:
         return f"the OCS port {host}:{ocs_port} refuses connections: {exc}"
+    path = env.get("SISOCK_ROUTER_SOCKET")
+    if path:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                unix.settimeout(TIMEOUT)
+                unix.connect(path)
+        except OSError as exc:
+            return f"the router's socket {path} refuses connections: {exc}"
     return None
 
 

@@ -417,6 +417,40 @@ def test_bridge_lists_every_data_node(healthy):
     assert g3 <= set(healthy.truth.g3)
 
 
+#: Counts, inside a container, the UNIX sockets naming the router's socket
+#: (the router's listening one; a client's connection, whose accepted end
+#: lives in the client's network namespace) and the TCP connections
+#: established on the router's TLS port.
+ROUTER_LINKS = r"""
+import json, os
+path = os.environ["SISOCK_ROUTER_SOCKET"]
+unix = sum(line.split()[-1] == path for line in open("/proc/net/unix").read().splitlines()[1:]
+           if len(line.split()) == 8)
+port = "%04X" % int(os.environ.get("CROSSBAR_TLS_PORT") or 8080)
+tls = sum(1 for name in ("/proc/net/tcp", "/proc/net/tcp6") if os.path.exists(name)
+          for line in open(name).read().splitlines()[1:]
+          if line.split()[1].endswith(":" + port) and line.split()[3] == "01")
+print(json.dumps({"unix": unix, "tls": tls}))
+"""
+#: The services that join the router from inside the stack.
+ROUTER_CLIENTS = ("sisock-http", "weather", "sensors", "apex-weather", "ucsc-radiometer", "thermometry", "g3-reader")
+
+
+def test_containers_join_the_router_through_its_socket(healthy):
+    """On one host the containers share the router's socket (a volume), not
+    its TLS port; outside servers still use TLS (see the certificate test)."""
+    assert set(ROUTER_CLIENTS) <= set(healthy.services())
+
+    def links(service):
+        return json.loads(healthy.compose("exec", "-T", service, "python", "-c", ROUTER_LINKS).stdout)
+
+    router = links("sisock-crossbar")
+    # The health probe's short TLS handshake may be open at that moment.
+    assert router["unix"] >= 1 and router["tls"] <= 1, router
+    clients = {service: links(service)["unix"] for service in ROUTER_CLIENTS}
+    assert all(count >= 1 for count in clients.values()), clients
+
+
 def _g3_targets(stack, count=None) -> list[str]:
     names = sorted(stack.truth.g3)
     return [f"g3_reader::{n}" for n in (names if count is None else names[:count])]
