@@ -11,11 +11,10 @@ import sys
 
 import orjson
 from twisted.internet.error import CannotListenError
-from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
-from twisted.web.http import INTERNAL_SERVER_ERROR, HTTPChannel
-from twisted.web.server import NOT_DONE_YET, Request, Site
-from twisted.web.wsgi import WSGIResource, _WSGIResponse
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request, Site
+from twisted.web.wsgi import WSGIResource
 
 from sisock import config
 from sisock.config import ConfigError, HttpAuth, Settings
@@ -108,55 +107,6 @@ class BoundedChannel(HTTPChannel):
         self._refuse(b"400 Bad Request", "malformed HTTP request (request line, headers or body framing)")
 
 
-class _WholeResponse(_WSGIResponse):
-    """A WSGI answer handed to the reactor once, whole.
-
-    Twisted's container blocks the WSGI thread on the reactor for every
-    piece of body it writes, then hands it the end of the answer: at least
-    three hand-offs between threads per request, each a wake-up of a thread
-    that must then win the GIL. Every answer of the bridge is complete in
-    memory before Flask returns it (the largest is bounded by
-    ``MAX_ANSWER_POINTS``), so it goes to the reactor in one hand-off with
-    its status and headers, and the WSGI thread is free at once."""
-
-    def run(self):
-        try:
-            pieces = self.application(self.environ, self.startResponse)
-            try:
-                body = b"".join(pieces)
-            finally:
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    close()
-        except Exception:  # noqa: BLE001 - Flask answers its own errors; this is what escapes it
-            self.reactor.callFromThread(self._fail, Failure())
-            return
-        self.reactor.callFromThread(self._deliver, body)
-
-    def _fail(self, failure: Failure):
-        """What Twisted's own container does with an application error."""
-        self._log.failure("WSGI application error", failure=failure)
-        if not self._requestFinished:
-            self.request.setResponseCode(INTERNAL_SERVER_ERROR)
-            self.request.finish()
-
-    def _deliver(self, body: bytes):
-        if self._requestFinished:  # the client went away meanwhile
-            return
-        self._sendResponseHeaders()
-        if body:
-            self.request.write(body)
-        self.request.finish()
-
-
-class WholeWSGIResource(WSGIResource):
-    """Flask under Twisted, each answer written in one hand-off (see :class:`_WholeResponse`)."""
-
-    def render(self, request):
-        _WholeResponse(self._reactor, self._threadpool, self._application, request).start()
-        return NOT_DONE_YET
-
-
 class QuietSite(Site):
     """No access log line per request (Grafana polls); errors still logged."""
 
@@ -183,7 +133,7 @@ def serve(reactor, settings: Settings, max_body: int = DEFAULT_MAX_BODY, threads
     pool.start()
     reactor.addSystemEventTrigger("after", "shutdown", pool.stop)
     app = create_app(datasource, max_body, http_auth, max_answer_points)
-    resource = WholeWSGIResource(reactor, pool, app)
+    resource = WSGIResource(reactor, pool, app)
     site = QuietSite(resource, max_body=max_body)
     port = reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
     return port, connection
