@@ -436,6 +436,12 @@ print(json.dumps({"unix": unix, "tls": tls}))
 ROUTER_CLIENTS = ("sisock-http", "weather", "sensors", "apex-weather", "ucsc-radiometer", "thermometry", "g3-reader")
 
 
+def test_database_has_the_buffer_pool_the_compose_file_asks_for(healthy):
+    out = healthy.compose("exec", "-T", "database", "sh", "-c",
+                          'mariadb -uroot -p"$MARIADB_ROOT_PASSWORD" -N -e "SELECT @@innodb_buffer_pool_size"').stdout
+    assert int(out.split()[-1]) == 2**30, out
+
+
 def test_containers_join_the_router_through_its_socket(healthy):
     """On one host the containers share the router's socket (a volume), not
     its TLS port; outside servers still use TLS (see the certificate test)."""
