@@ -78,6 +78,10 @@ def prepare(cbdir: str, settings: Settings, with_hub: bool = True, tls_dir: str 
     else:
         check_pair(tls_dir)
     certificate, key = certificate_paths(tls_dir)
+    if settings.router_socket:
+        # Crossbar binds the socket but does not make its folder; without
+        # one, the whole router would fail to start.
+        os.makedirs(os.path.dirname(settings.router_socket), exist_ok=True)
     router_config.write(cbdir, settings, with_hub=with_hub, certificate=certificate, key=key)
     level = CROSSBAR_LEVELS.get(settings.loglevel, settings.loglevel)
     return [crossbar_executable(), "start", "--cbdir", os.path.abspath(cbdir), "--loglevel", level]

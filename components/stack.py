@@ -482,15 +482,17 @@ def run(args) -> int:
     try:
         state_dir = os.path.abspath(args.state_dir)
         cbdir = os.path.join(state_dir, "crossbar")
-        if "SISOCK_ROUTER_SOCKET" not in os.environ:
-            os.environ["SISOCK_ROUTER_SOCKET"] = default_socket(cbdir)
-        settings = Settings.from_env()
+        # Given to the router and every child, not put into this process's
+        # own environment: a later stack in the same process (the unit
+        # tests) must choose its own socket.
+        owned = {} if "SISOCK_ROUTER_SOCKET" in os.environ else {"SISOCK_ROUTER_SOCKET": default_socket(cbdir)}
+        settings = Settings.from_env({**os.environ, **owned})
         settings.check_router_secret()
         if not os.environ.get("CROSSBAR_HOST"):
             # Children reach the router where it listens; the certificate
             # made below names this address too.
             os.environ["CROSSBAR_HOST"] = _local(settings.bind_host)
-            settings = Settings.from_env()
+            settings = Settings.from_env({**os.environ, **owned})
         servers = parse_servers(args.servers)
         router_console = getattr(args, "router_console", ROUTER_CONSOLE[0])
         children = plan(servers, cbdir, router_console)
@@ -503,7 +505,7 @@ def run(args) -> int:
     except (StackError, ConfigError, OSError) as exc:
         print(f"sisock up: {exc}", file=sys.stderr)
         return 2
-    env = child_environment(cbdir)
+    env = {**child_environment(cbdir), **owned}
     env.setdefault("SISOCK_STATE_DIR", state_dir)
     if "g3-reader" in servers and not env.get("DATA_DIRECTORY"):
         try:

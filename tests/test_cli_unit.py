@@ -131,9 +131,13 @@ def test_router_config_follows_settings_and_never_holds_the_secret(tmp_path):
 # ----------------------------------------------------------------- sisock up
 
 
-def test_up_rejects_unknown_server_and_names_the_valid_ones(tmp_path, capsys):
+def test_up_rejects_unknown_server_and_names_the_valid_ones(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SISOCK_ROUTER_SOCKET", raising=False)
     code = cli.main(["up", "--state-dir", str(tmp_path / "s"), "--servers", "weather,bogus"])
     assert code == 2
+    # The stack's socket goes to its children only: a later stack started
+    # by this process must not inherit this one's (gone) folder.
+    assert "SISOCK_ROUTER_SOCKET" not in os.environ
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bogus" in err
     for name in stack.SERVERS:

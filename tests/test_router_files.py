@@ -79,6 +79,12 @@ def test_socket_path_is_absolute_and_short_enough(tmp_path, monkeypatch):
         Settings.from_env({"SISOCK_ROUTER_SOCKET": "/" + "d" * 110})
 
 
+def test_prepare_makes_the_socket_folder(tmp_path):
+    path = tmp_path / "run" / "sisock" / "router.sock"
+    crossbar.prepare(str(tmp_path / "cb"), Settings.from_env({"SISOCK_ROUTER_SOCKET": str(path)}))
+    assert path.parent.is_dir() and not path.exists()
+
+
 def test_the_stack_shares_a_socket_in_the_router_folder_when_its_path_fits(tmp_path):
     from sisock.components.stack import default_socket
 
