@@ -70,8 +70,8 @@ def router_socket(env) -> str:
 
     Processes on the router's host reach it there without TLS: the socket
     never leaves the host, WAMP-CRA still admits only the ``server``
-    principal, and a round trip costs a third less CPU in every process it
-    crosses (``benchmarks/g3_archive.py`` prints the split)."""
+    principal, and a call skips the TLS work of every process it crosses
+    (``benchmarks/wamp_call.py`` compares the two transports)."""
     raw = (env.get("SISOCK_ROUTER_SOCKET") or "").strip()
     if not raw:
         return ""
