@@ -56,6 +56,23 @@ def _holder(error: str, policy: str | None) -> str | None:
     return None
 
 
+_pools: dict = {}
+
+
+def _answer_pool(reactor, size: int):
+    """The process's pool of ``size`` answer threads, started on first use
+    and stopped with the reactor: sessions come and go with reconnections,
+    the pool stays."""
+    pool = _pools.get(size)
+    if pool is None:
+        from twisted.python.threadpool import ThreadPool
+
+        pool = _pools[size] = ThreadPool(minthreads=1, maxthreads=size, name=f"sisock-answers-{size}")
+        pool.start()
+        reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    return pool
+
+
 class DataNodeServer(AuthenticatedSession):
     """Base class of every DataNodeServer.
 
@@ -81,6 +98,13 @@ class DataNodeServer(AuthenticatedSession):
     name: str | None = None
     description: str | None = None
     shared: str | None = None
+    #: Threads computing data answers (``get_data``, ``get_data_packed``,
+    #: ``get_aggregates``), in a pool of the process's own; None: Twisted's
+    #: shared pool (up to 10 threads, ``get_fields`` included). Answers that
+    #: hold the GIL for milliseconds gain nothing from running side by side:
+    #: the threads hand the GIL to one another at every release and spend
+    #: the machine on the hand-overs (see the g3-reader's ``G3_THREADS``).
+    answer_threads: int | None = None
 
     @inlineCallbacks
     def onJoin(self, details):
@@ -186,16 +210,24 @@ class DataNodeServer(AuthenticatedSession):
 
     def get_data(self, field, start, end, min_stride=None):
         """Samples of ``field`` in ``[start, end]``, decimated to ``min_stride``."""
-        return threads.deferToThread(self.answer_get_data, field, start, end, min_stride)
+        return self._in_answer_thread(self.answer_get_data, field, start, end, min_stride)
 
     def get_data_packed(self, field, start, end, min_stride=None):
         """:meth:`get_data` with numeric arrays as bytes (``contract.to_packed``)."""
-        return threads.deferToThread(self.answer_get_data_packed, field, start, end, min_stride)
+        return self._in_answer_thread(self.answer_get_data_packed, field, start, end, min_stride)
 
     def get_aggregates(self, field, start, end, interval, offset=0.0):
         """Statistics of each ``interval``-wide bucket of ``field``'s samples
         in ``[start, end]`` (:func:`sisock.aggregate.bucket_stats`)."""
-        return threads.deferToThread(self.answer_get_aggregates, field, start, end, interval, offset)
+        return self._in_answer_thread(self.answer_get_aggregates, field, start, end, interval, offset)
+
+    def _in_answer_thread(self, fn, *args):
+        """A Deferred of ``fn(*args)`` run in the answer pool (:attr:`answer_threads`)."""
+        if not self.answer_threads:
+            return threads.deferToThread(fn, *args)
+        from twisted.internet import reactor
+
+        return threads.deferToThreadPool(reactor, _answer_pool(reactor, self.answer_threads), fn, *args)
 
     def _answers_aggregates(self) -> bool:
         """Whether ``get_aggregates`` is registered: the default answer needs
