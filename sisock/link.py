@@ -83,12 +83,13 @@ class Link:
         failing server never hides the others' answers.
         """
 
-        def start():
-            ds = [self.call_in_reactor(p, *a, timeout=timeout, **k) for p, a, k in calls]
-            return defer.DeferredList(ds, consumeErrors=True)
+        return threads.blockingCallFromThread(self.reactor, self.gather_in_reactor, calls, timeout)
 
-        results = threads.blockingCallFromThread(self.reactor, start)
-        return [value if ok else value.value for ok, value in results]
+    def gather_in_reactor(self, calls, timeout: float = 30.0):
+        """Deferred of :meth:`gather`'s list, made in the reactor thread."""
+        ds = [self.call_in_reactor(p, *a, timeout=timeout, **k) for p, a, k in calls]
+        d = defer.DeferredList(ds, consumeErrors=True)
+        return d.addCallback(lambda results: [value if ok else value.value for ok, value in results])
 
 
 def _translate_timeout(failure, procedure, timeout):

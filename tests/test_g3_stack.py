@@ -5,6 +5,8 @@ import time
 import numpy as np
 import requests
 
+from sisock.components.http.dispatch import REACTOR_POINTS
+
 from conftest import node_names
 from g3_helpers import START, make_archive, scan, window
 from procs import wait_for
@@ -16,7 +18,7 @@ def _iso(t):
 
 def test_g3_reader_through_router_and_bridge(stack, client, bridge, mariadb_env, tmp_path):
     data = tmp_path / "data"
-    _, truth = make_archive(data, hours=3)
+    _, truth = make_archive(data, hours=5)
     scan(mariadb_env, data)
     reader = stack.proc("g3-reader", "sisock-g3-reader-server",
                         env={**mariadb_env, "DATA_DIRECTORY": str(data)}).start()
@@ -46,5 +48,21 @@ def test_g3_reader_through_router_and_bridge(stack, client, bridge, mariadb_env,
             t, v = window(truth, name, a, b)
             assert 0 < len(points) <= 100
             assert v.max() in points[:, 0] and v.min() in points[:, 0]
+
+        # Every sample of every field, too many points to be built in the
+        # bridge's reactor: built in its WSGI pool, still every sample exact.
+        everything = sorted(truth)
+        a, b = START, START + 5 * 3600
+        expected = {name: window(truth, name, a, b) for name in everything}
+        assert sum(len(t) for t, _ in expected.values()) > REACTOR_POINTS
+        body = {"range": {"from": _iso(a), "to": _iso(b)}, "maxDataPoints": 1_000_000,
+                "targets": [{"target": f"g3_reader::{n}", "refId": n} for n in everything]}
+        answer = requests.post(stack.http + "/query", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        for name, s in zip(everything, answer.json(), strict=True):
+            t, v = expected[name]
+            points = np.array(s["datapoints"], dtype=float)
+            assert s["target"] == f"g3_reader::{name}"
+            assert np.array_equal(points[:, 1], t * 1000.0) and np.array_equal(points[:, 0], v)
     finally:
         reader.stop()

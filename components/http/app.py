@@ -1,7 +1,9 @@
 """``sisock-http``: the Flask bridge served by Twisted, next to its WAMP session.
 
 One process, one reactor: Twisted's WSGI container runs Flask handlers in a
-thread pool, and handlers reach the router through the shared :class:`Link`.
+thread pool, and handlers reach the router through the shared :class:`Link`;
+SimpleJson's ``POST /query`` is answered in the reactor itself
+(:mod:`.dispatch`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from sisock.config import ConfigError, HttpAuth, Settings
 from sisock.connect import Connection, start_logging
 from sisock.link import Link, LinkedSession
 
+from .auth import Authenticator
 from .datasource import DataSource
+from .dispatch import Root
+from .errors import too_large_message
 from .request import DEFAULT_MAX_ANSWER_POINTS
-from .routes import DEFAULT_MAX_BODY, create_app, too_large_message
+from .routes import DEFAULT_MAX_BODY, create_app
 
 
 class BoundedRequest(Request):
@@ -133,8 +138,9 @@ def serve(reactor, settings: Settings, max_body: int = DEFAULT_MAX_BODY, threads
     pool.start()
     reactor.addSystemEventTrigger("after", "shutdown", pool.stop)
     app = create_app(datasource, max_body, http_auth, max_answer_points)
-    resource = WSGIResource(reactor, pool, app)
-    site = QuietSite(resource, max_body=max_body)
+    authenticator = Authenticator(http_auth) if http_auth is not None and http_auth.enabled else None
+    root = Root(WSGIResource(reactor, pool, app), datasource, pool, max_body, max_answer_points, authenticator)
+    site = QuietSite(root, max_body=max_body)
     port = reactor.listenTCP(settings.http_port, site, interface=settings.bind_host)
     return port, connection
 

@@ -117,26 +117,35 @@ class Authenticator:
         return user_ok and password_ok
 
     def refusal(self, message: str) -> Response:
-        response = Response(b'{"message": "%s"}' % message.encode("ascii"), status=401,
-                            mimetype="application/json")
+        response = Response(refusal_body(message), status=401, mimetype="application/json")
         for challenge in self.challenges:
             response.headers.add("WWW-Authenticate", challenge)
         return response
+
+    def verdict(self, header: str | None, tried_url: bool = False) -> str | None:
+        """None for a request ``header`` lets through, else why it is
+        refused (``tried_url``: it sent ``u``/``p`` parameters, refused)."""
+        if self.accepts(header):
+            return None
+        if header or tried_url:
+            return "authentication failed: wrong credentials"
+        return "authentication required: send the bridge's credentials (basic auth or a bearer token)"
 
     def check(self):
         """A Flask ``before_request`` hook: None lets the request through."""
         if request.method in PUBLIC.get(request.endpoint or "", ()):
             return None
         header = request.headers.get("Authorization")
-        if self.accepts(header):
-            return None
         by_url = (request.endpoint or "").startswith(URL_CREDENTIALS) and "u" in request.args
-        if by_url and self.accepts_parameters(request.args):
+        if by_url and not self.accepts(header) and self.accepts_parameters(request.args):
             return None
-        if header or by_url:
-            return self.refusal("authentication failed: wrong credentials")
-        return self.refusal("authentication required: send the bridge's credentials "
-                            "(basic auth or a bearer token)")
+        why = self.verdict(header, by_url)
+        return None if why is None else self.refusal(why)
+
+
+def refusal_body(message: str) -> bytes:
+    """The 401's body, from Flask and from the query answered in the reactor alike."""
+    return b'{"message": "%s"}' % message.encode("ascii")
 
 
 def install(app, settings: HttpAuth | None) -> Authenticator | None:

@@ -19,6 +19,7 @@ import numpy as np
 import txaio
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, task, threads
+from twisted.python.failure import Failure
 from werkzeug.exceptions import BadGateway
 
 from sisock import aggregate, contract
@@ -80,6 +81,8 @@ class DataSource:
         #: Nodes that do not register ``get_aggregates``: their statistics
         #: are computed here from raw samples. Cleared as ``_plain`` is.
         self._no_aggregates: set[str] = set()
+        #: Queries being answered in the reactor: {(query, limit): [Deferred]} of those waiting for them.
+        self._in_flight: dict = {}
         link.on_join(self._on_join)
         self._refresher = task.LoopingCall(self._refresh_all)
         self._refresher.clock = link.reactor
@@ -198,11 +201,7 @@ class DataSource:
     def query(self, q: Query, limit: int | None = None) -> list[dict]:
         """SimpleJson's answer: one timeserie or table per target, refused
         when it would hold more than ``limit`` points in all."""
-        out = []
-        for target, t, values in self.samples(q, limit):
-            build = series.table if target.type == "table" else series.timeserie
-            out.append(build(target.name, target.ref_id, t, values))
-        return out
+        return answer(self.samples(q, limit))
 
     def samples(self, q: Query, limit: int | None = None) -> list[tuple]:
         """``(target, t, values)`` per target, sorted by time and capped at
@@ -210,22 +209,87 @@ class DataSource:
         Identical queries arriving together (a dashboard open in several
         browsers) are answered by one computation."""
         self.require_link()
-        return self._same.run((q, limit), lambda: self._samples_of(q, limit))
+        return self._same.run((q, limit), lambda: reduced(q, self._blocking(self._unreduced_steps(q, limit))))
 
-    def _samples_of(self, q: Query, limit: int | None) -> list[tuple]:
+    def unreduced_in_reactor(self, q: Query, limit: int | None = None) -> defer.Deferred:
+        """A Deferred of what :func:`reduced` turns into :meth:`samples`,
+        asked from the reactor thread with no thread involved: the same
+        steps, each call a Deferred. Identical queries in flight together
+        share one computation, as in :meth:`samples`."""
+        try:
+            self.require_link()
+        except Unavailable:
+            return defer.fail()
+        key = (q, limit)
+        waiting = self._in_flight.get(key)
+        if waiting is not None:
+            d = defer.Deferred()
+            waiting.append(d)
+            return d
+        self._in_flight[key] = waiting = []
+
+        def share(result):
+            del self._in_flight[key]
+            for d in waiting:
+                (d.errback if isinstance(result, Failure) else d.callback)(result)
+            return result
+
+        return self._in_reactor(self._unreduced_steps(q, limit)).addBoth(share)
+
+    def _unreduced_steps(self, q: Query, limit: int | None):
+        """The data path of a query, as steps (see :meth:`_blocking`):
+        ``(target, t, values)`` per target as the nodes sent them, once
+        the replies and the allowance are judged."""
         by_node: dict[str, list[str]] = {}
         for target in q.targets:
             if target.node is not None and target.field not in by_node.setdefault(target.node, []):
                 by_node[target.node].append(target.field)
-        nodes = list(by_node)
-        self._learn(by_node)
-        results = self._get_data(nodes, by_node, q.start, q.end, q.min_stride)
+        yield from self._learn_steps(by_node)
+        results = yield from self._get_data_steps(list(by_node), by_node, q.start, q.end, q.min_stride)
         self._judge(results, "lower maxDataPoints or ask for fewer targets")
         raw = [(t, *self._samples(t, results.get(t.node))) for t in q.targets]
         if limit is not None:  # judged before anything is copied: each target holds at most max_points
             check_allowance([(t, times[:q.max_points]) for t, times, _ in raw], limit)
-        stride = q.min_stride
-        return [(t, *series.reduce(times, values, q.max_points, stride)) for t, times, values in raw]
+        return raw
+
+    # -- running the steps: in a request thread, or in the reactor -------------------------
+
+    def _blocking(self, steps):
+        """Run steps in a request thread. Steps are generators yielding
+        ``("gather", {node: (procedure, args, kwargs)})`` (sent back ``{node:
+        reply or exception}``) or ``("learn", [node])`` (field lists to
+        refresh), and returning their answer: written once, run here or by
+        :meth:`_in_reactor`."""
+        reply = None
+        while True:
+            try:
+                kind, arg = steps.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            if kind == "gather":
+                reply = self._gather(arg)
+            else:
+                threads.blockingCallFromThread(self.link.reactor, self._refresh_nodes, arg)
+                reply = None
+
+    @defer.inlineCallbacks
+    def _in_reactor(self, steps):
+        """Run steps in the reactor thread (see :meth:`_blocking`)."""
+        reply = None
+        while True:
+            try:
+                kind, arg = steps.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            if kind == "gather":
+                reply = yield self.link.gather_in_reactor(list(arg.values()), timeout=self.call_timeout)
+                reply = dict(zip(arg, reply, strict=True))
+            else:
+                yield self._refresh_nodes(arg)
+                reply = None
+
+    def _refresh_nodes(self, nodes) -> defer.Deferred:
+        return defer.DeferredList([self._refresh(node) for node in nodes], consumeErrors=True)
 
     def _judge(self, results: dict, hint: str, what: str = "get_data") -> None:
         """Raise what the replies of the nodes asked say, if the answer
@@ -258,23 +322,25 @@ class DataSource:
             raise Unavailable(str(exc)) from None
         return dict(zip(calls, replies, strict=True))
 
-    def _get_data(self, nodes, by_node, start: float, end: float, min_stride: float | None) -> dict:
-        """Every node's reply (or exception), asked at once: packed where
-        the node registers it, else (and on a node found not to) plainly."""
+    def _get_data_steps(self, nodes, by_node, start: float, end: float, min_stride: float | None):
+        """Steps of every node's reply (or exception), asked at once: packed
+        where the node registers it, else (and on a node found not to) plainly."""
         with self._lock:
             plain = set(self._plain)
 
-        def ask(names, packed):
+        def calls(names, packed):
             procedure = contract.get_data_packed_procedure if packed else contract.get_data_procedure
-            return self._gather({node: (procedure(node), (by_node[node], start, end), {"min_stride": min_stride})
-                                 for node in names})
+            return {node: (procedure(node), (by_node[node], start, end), {"min_stride": min_stride}) for node in names}
 
-        results = ask([n for n in nodes if n not in plain], packed=True)
+        packed = [n for n in nodes if n not in plain]
+        results = (yield ("gather", calls(packed, True))) if packed else {}
         again = [node for node, result in results.items() if _missing(result)]
         if again:
             with self._lock:
                 self._plain.update(again)
-        results.update(ask([n for n in nodes if n in plain] + again, packed=False))
+        asked_plainly = [n for n in nodes if n in plain] + again
+        if asked_plainly:
+            results.update((yield ("gather", calls(asked_plainly, False))))
         return results
 
     # -- InfluxQL's statistics and raw samples --------------------------------------
@@ -301,7 +367,7 @@ class DataSource:
         return self._same.run(key, lambda: self._aggregates_of(node, fields, start, end, interval, offset))
 
     def _aggregates_of(self, node, fields, start, end, interval, offset):
-        self._learn({node: fields})  # before asking: a refresh forgets what the node lacks
+        self._blocking(self._learn_steps({node: fields}))  # before asking: a refresh forgets what the node lacks
         with self._lock:
             asked = node not in self._no_aggregates
         if asked:
@@ -334,8 +400,8 @@ class DataSource:
 
     def _raw_of(self, node, fields, start, end, limit):
         by_node = {node: fields}
-        self._learn(by_node)
-        results = self._get_data([node], by_node, start, end, None)
+        self._blocking(self._learn_steps(by_node))
+        results = self._blocking(self._get_data_steps([node], by_node, start, end, None))
         self._judge(results, "shorten the range or ask for fewer fields")
         out = {}
         for name in fields:
@@ -350,8 +416,8 @@ class DataSource:
             check_allowance([(name, t) for name, (t, _) in out.items()], limit)
         return out
 
-    def _learn(self, by_node):
-        """Fetch the field lists of nodes the cache does not know, or that
+    def _learn_steps(self, by_node):
+        """Steps fetching the field lists of nodes the cache does not know, or that
         lack a requested field (a live feed's channels appear over time):
         timelines are needed to pair values with times. At most once a
         second per node, so queries for fields that do not exist stay cheap."""
@@ -368,10 +434,7 @@ class DataSource:
             for node in unknown:
                 self._learned[node] = now
         if unknown:
-            threads.blockingCallFromThread(
-                self.link.reactor,
-                lambda: defer.DeferredList([self._refresh(node) for node in unknown], consumeErrors=True),
-            )
+            yield ("learn", unknown)
 
     def _samples(self, target, reply):
         empty = (np.zeros(0), np.zeros(0))
@@ -386,3 +449,17 @@ class DataSource:
     def _series_of(self, target, reply):
         found = contract.field_series(reply, target.field, self._timeline_of(target.node, target.field))
         return (np.zeros(0), np.zeros(0)) if found is None else found
+
+
+def reduced(q: Query, raw: list[tuple]) -> list[tuple]:
+    """``(target, t, values)`` sorted by time and capped at ``q.max_points``."""
+    return [(t, *series.reduce(times, values, q.max_points, q.min_stride)) for t, times, values in raw]
+
+
+def answer(samples: list[tuple]) -> list[dict]:
+    """SimpleJson's answer of :meth:`DataSource.samples`: a timeserie or table per target."""
+    out = []
+    for target, t, values in samples:
+        build = series.table if target.type == "table" else series.timeserie
+        out.append(build(target.name, target.ref_id, t, values))
+    return out

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 from sisock.contract import valid_node_name
 from sisock.downsample import stride_for_points
 
@@ -31,6 +33,18 @@ _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
 
 class BadRequest(ValueError):
     """The request cannot be answered as sent; the message says why."""
+
+
+def json_body(raw: bytes, allow_empty: bool = False):
+    """A request body read as JSON; None for an empty one where that is allowed."""
+    if not raw.strip():
+        if allow_empty:
+            return None
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
 class AnswerTooLarge(BadRequest):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import orjson
 import txaio
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -17,11 +16,11 @@ from werkzeug.exceptions import HTTPException
 from sisock.config import HttpAuth
 from sisock.link import CallTimeout
 
-from . import auth, series
+from . import auth, errors, series
 from .api import NotFound, create_api
 from .datasource import Unavailable
 from .influxql.blueprint import create_influxdb
-from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, parse_query, search_text
+from .request import DEFAULT_MAX_ANSWER_POINTS, SEPARATOR, BadRequest, json_body, parse_query, search_text
 
 DEFAULT_MAX_BODY = 1024 * 1024
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -35,23 +34,11 @@ def _json(obj, status: int = 200) -> Response:
 
 
 def _error(status: int, message: str) -> Response:
-    return _json({"message": " ".join(str(message).split())[:300]}, status)
-
-
-def too_large_message(max_body: int) -> str:
-    return f"request body is larger than {max_body} bytes (MAX_BODY_BYTES)"
+    return Response(errors.body(message), status=status, mimetype="application/json")
 
 
 def _body(allow_empty: bool = False):
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        if allow_empty:
-            return None
-        raise BadRequest("request body is empty; expected a JSON object")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    return json_body(request.get_data(cache=False), allow_empty)
 
 
 def _wants_html() -> bool:
@@ -139,31 +126,15 @@ def create_app(datasource, max_body: int = DEFAULT_MAX_BODY, http_auth: HttpAuth
         _body(allow_empty=True)
         return _json([])
 
-    @app.errorhandler(BadRequest)
-    def bad_request(exc):
-        return _error(400, str(exc))
+    def expected(exc):
+        return _error(*errors.status_of(exc, max_body))
 
-    @app.errorhandler(NotFound)
-    def not_found(exc):
-        return _error(404, str(exc))
-
-    @app.errorhandler(Unavailable)
-    def unavailable(exc):
-        return _error(503, f"router unavailable: {exc}")
-
-    @app.errorhandler(CallTimeout)
-    def timeout(exc):
-        return _error(504, str(exc))
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc):
-        if exc.code == 413:
-            return _error(413, too_large_message(max_body))
-        return _error(exc.code or 500, exc.description or exc.name)
+    for known in (BadRequest, NotFound, Unavailable, CallTimeout, HTTPException):
+        app.register_error_handler(known, expected)
 
     @app.errorhandler(Exception)
     def internal(exc):
         log.failure("unexpected error answering {path}", path=request.path)
-        return _error(500, "internal error; see the bridge's log")
+        return _error(500, errors.INTERNAL)
 
     return app
