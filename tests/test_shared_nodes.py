@@ -262,7 +262,7 @@ def test_two_processes_serve_one_name_in_turn(stack, client):
         first = [client.get_data(name, ["pid"], -60, 0)["data"]["pid"][0] for _ in range(4)]
         assert set(first[:2]) == pids and first[:2] == first[2:]
         field, _ = client.fields(name)
-        assert set(field) == {"pid", "calls"}
+        assert set(field) == {"pid", "calls", "peak", "thread"}
 
         kill(procs[0])
         wait_for(lambda: hub_saw_leave(stack, name, 1), 30, "the hub to see the first process leave")

@@ -255,26 +255,17 @@ class DataSource:
     # -- running the steps: in a request thread, or in the reactor -------------------------
 
     def _blocking(self, steps):
-        """Run steps in a request thread. Steps are generators yielding
-        ``("gather", {node: (procedure, args, kwargs)})`` (sent back ``{node:
-        reply or exception}``) or ``("learn", [node])`` (field lists to
-        refresh), and returning their answer: written once, run here or by
-        :meth:`_in_reactor`."""
-        reply = None
-        while True:
-            try:
-                kind, arg = steps.send(reply)
-            except StopIteration as stop:
-                return stop.value
-            if kind == "gather":
-                reply = self._gather(arg)
-            else:
-                threads.blockingCallFromThread(self.link.reactor, self._refresh_nodes, arg)
-                reply = None
+        """Run steps from a request thread: in the reactor, the thread
+        waiting for their answer (see :meth:`_in_reactor`)."""
+        return threads.blockingCallFromThread(self.link.reactor, self._in_reactor, steps)
 
     @defer.inlineCallbacks
     def _in_reactor(self, steps):
-        """Run steps in the reactor thread (see :meth:`_blocking`)."""
+        """Run steps in the reactor thread. Steps are generators yielding
+        ``("gather", {node: (procedure, args, kwargs)})`` (sent back ``{node:
+        reply or exception}``) or ``("learn", [node])`` (field lists to
+        refresh), and returning their answer: written once for the routes
+        in request threads and the query answered in the reactor."""
         reply = None
         while True:
             try:
