@@ -101,6 +101,16 @@ INDEX_UNAVAILABLE = contract.ERROR_INDEX_UNAVAILABLE
 
 log = txaio.make_logger()
 _ABSENT = object()
+#: Most points an answer may hold to be computed in the reactor thread
+#: (:meth:`G3Reader.get_data_packed`): a 10-field panel of 1000 points a
+#: field takes about a millisecond; a larger one would hold every other
+#: call up for as long, and waits for the answer thread instead.
+REACTOR_POINTS = 50_000
+
+
+class NotInMemory(Exception):
+    """An answer asked of memory alone (:meth:`Archive.from_memory`) needs
+    something that may wait: the database, a file, or a computation."""
 
 
 def _us(t: float) -> int:
@@ -124,6 +134,37 @@ class Archive:
         self._served_at = -math.inf  # monotonic time the last one was answered
         self._quiet = threading.Condition()
         self._prefetch_todo = deque()  # (path, [providers]) still to decode, newest first
+
+    @contextmanager
+    def from_memory(self):
+        """Within it, the calling thread answers from what is cached and
+        raises :class:`NotInMemory` instead of anything that may wait or take
+        long: asking the database, reading a file, bucketing one, waiting for
+        another thread's result. What it does use is exactly what the same
+        answer computed outside uses: the answers are the same."""
+        self._request.memory_only = True
+        try:
+            yield
+        finally:
+            self._request.memory_only = False
+
+    @property
+    def memory_only(self) -> bool:
+        return getattr(self._request, "memory_only", False)
+
+    def may_wait(self, what: str):
+        """Raise :class:`NotInMemory` when answering from memory: ``what`` may wait."""
+        if self.memory_only:
+            raise NotInMemory(what)
+
+    def _cached(self, key, compute):
+        """``cache.get_or_compute``, or only a look in the cache (:meth:`from_memory`)."""
+        if not self.memory_only:
+            return self.cache.get_or_compute(key, compute)
+        value = self.cache.get(key, _ABSENT)
+        if value is _ABSENT:
+            raise NotInMemory(key[0])
+        return value
 
     @contextmanager
     def serving(self):
@@ -176,7 +217,7 @@ class Archive:
             found = None
         else:
             key = (path, st.st_size, st.st_mtime_ns, provider)
-            found = self.cache.get_or_compute(key, lambda: self._decode(full, provider)), key
+            found = self._cached(key, lambda: self._decode(full, provider)), key
         if memo is not None:
             memo[(path, provider)] = found
         return found
@@ -288,6 +329,7 @@ class Archive:
         value, read_at = self._generation
         if time.monotonic() - read_at < GENERATION_TTL:
             return value
+        self.may_wait("the index's generation")
         with self._generation_lock:  # one reader thread asks; the others wait for its answer
             value, read_at = self._generation
             if time.monotonic() - read_at < GENERATION_TTL:
@@ -333,6 +375,7 @@ class Archive:
                     lists[(name, day)] = found
         missing = [(name, day) for name in names for day in days if (name, day) not in lists]
         if missing:
+            self.may_wait("file lists")
             wanted = sorted({day for _, day in missing})
             rows = self.index.locations(sorted({name for name, _ in missing}), wanted[0] * DAY_US,
                                         (wanted[-1] + 1) * DAY_US - 1)
@@ -379,6 +422,7 @@ class Archive:
             elif found is not None:
                 out[name] = found
         if missing:
+            self.may_wait(what)
             fetched = fetch(missing)
             for name in missing:
                 self.cache.put((what, generation, name), fetched.get(name))
@@ -438,7 +482,7 @@ class Archive:
         if found is None or not found[0]:
             return None
         samples, key = found
-        return self.cache.get_or_compute(("tiles", *key, width, level), lambda: Tiles(samples, width, level)), samples
+        return self._cached(("tiles", *key, width, level), lambda: Tiles(samples, width, level)), samples
 
     def _file_parts(self, locations, start, end, width, level, parts, texts, kinds):
         """Pieces of ``[start, end]`` from the files' raw samples, through
@@ -493,6 +537,7 @@ class Archive:
             else:
                 out[feed] = cached
         if missing:
+            self.may_wait("summaries")
             fetched = defaultdict(dict)
             for (feed, block), blob in self.index.summaries(missing, level).items():
                 summary = Summary.decode(blob)
@@ -602,6 +647,7 @@ class Archive:
                 out[(name, chunk)] = cached
         if not todo:
             return out
+        self.may_wait("merged rollups")
         keys = [np.floor((summary.keys(level) + 0.5) * level / width) for _, _, summary in todo]
         labels = np.concatenate([np.full(len(k), i) for i, k in enumerate(keys)])
         keys = np.concatenate(keys)
@@ -631,6 +677,7 @@ class Archive:
                 elif cached is not None:
                     out[(name, chunk)] = cached
         if missing:
+            self.may_wait("rollups")
             blobs = self.index.rollups(missing, level, chunks[0], chunks[-1])
             for name in missing:
                 for chunk in chunks:
@@ -863,10 +910,23 @@ class G3Reader(DataNodeServer):
                 for name, kind in kinds.items()}
         return contract.fields_reply(info)
 
+    def get_data_packed(self, field, start, end, min_stride=None):
+        """Answered at once, in the reactor, when everything the answer
+        needs is in memory (a refreshing or reopened panel): no thread to
+        wake and no GIL to trade with it. Otherwise, and for an answer of
+        more than :data:`REACTOR_POINTS` points, in the answer thread."""
+        try:
+            with self.archive.from_memory():
+                return self.answer_get_data_packed(field, start, end, min_stride)
+        except NotInMemory:
+            return super().get_data_packed(field, start, end, min_stride)
+
     def _get_data_blocking(self, field, start, end, min_stride=None):
-        # Dashboards open together ask the same thing at the same moment.
-        key = (tuple(field), start, end, min_stride)
         with self._index_errors():
+            if self.archive.memory_only:  # nothing waits: nothing to share
+                return self._answer(field, start, end, min_stride)
+            # Dashboards open together ask the same thing at the same moment.
+            key = (tuple(field), start, end, min_stride)
             return self._same.run(key, lambda: self._answer(field, start, end, min_stride))
 
     def _get_aggregates_blocking(self, field, start, end, interval, offset):
@@ -909,6 +969,8 @@ class G3Reader(DataNodeServer):
                           "reply carries; ask with min_stride or set MAX_POINTS", n=len(field), s=end - start,
                           p=points)
             return False
+        if points > REACTOR_POINTS:
+            self.archive.may_wait("a large answer")
         series = self.archive.panel(field, start, end, stride) if stride else None
         if series is not None:
             return contract.series_reply(field, series, wire=False)

@@ -26,7 +26,8 @@ from m4_check import assert_exact_samples, assert_m4
 
 from sisock.downsample import bucket_width, stride_for_points
 from sisock.g3.summary import LEVELS, choose_level
-from sisock.servers.g3_reader import G3Reader
+from sisock.servers import g3_reader
+from sisock.servers.g3_reader import REACTOR_POINTS, G3Reader, NotInMemory
 
 from conftest import MARIADB, node_names
 from g3_helpers import START, TYPED, archive, make_archive, scan, write_typed_file
@@ -104,6 +105,38 @@ def test_reader_answers_are_exact_samples_at_every_zoom(exact):
     assert {None, *LEVELS[:2]} <= levels, f"zooms exercised only {levels}"
     assert points > 100_000 and spikes > 100
     print(f"\n{points} points and {spikes} spikes checked against so3g, at levels {sorted(levels, key=str)}")
+
+
+def test_answers_from_memory_are_the_answers_or_refused(exact, monkeypatch):
+    """What the reader answers in the reactor (from memory alone) is byte
+    for byte what the answer thread computes; anything not in memory yet,
+    and an index generation gone stale, is refused, never waited for."""
+    monkeypatch.setattr(g3_reader, "GENERATION_TTL", 3600.0)  # read once, below, for the whole test
+    reader = G3Reader(archive=archive(exact.env, exact.data))
+    memory = reader.archive
+    memory.fresh_generation()
+    cases = _cases(30, seed=7)
+    for a, b, stride in cases:
+        with pytest.raises(NotInMemory, match="file lists|newest|first"), memory.from_memory():  # nothing listed yet
+            reader.answer_get_data_packed(exact.names, a, b, stride)
+    assert not memory.memory_only
+    served = 0
+    for a, b, stride in cases:
+        want = reader.answer_get_data_packed(exact.names, a, b, stride)  # as the answer thread does
+        try:
+            with memory.from_memory():
+                got = reader.answer_get_data_packed(exact.names, a, b, stride)
+        except NotInMemory:  # an answer over REACTOR_POINTS
+            assert memory.estimate(exact.names, a, b, stride) > REACTOR_POINTS
+            continue
+        assert got == want
+        served += 1
+    assert served > len(cases) // 2
+    a, b, stride = cases[0]
+    reader.answer_get_data_packed(exact.names, a, b, stride)
+    monkeypatch.setattr(g3_reader, "GENERATION_TTL", 0.0)  # the generation must be read again
+    with pytest.raises(NotInMemory, match="generation"), memory.from_memory():
+        reader.answer_get_data_packed(exact.names, a, b, stride)
 
 
 def test_raw_answers_equal_the_archive(exact):

@@ -533,6 +533,8 @@ class Location:
     def samples_in(self, t0: int, t1: int) -> float:
         """About how many of its samples ``[t0, t1]`` µs holds: its count,
         prorated by how much of its span the range covers."""
+        if t0 <= self.start and self.end <= t1:  # wholly inside, as most of a panel's files are
+            return float(self.samples)
         span = self.end - self.start
         if span <= 0:
             return float(self.samples) if t0 <= self.start <= t1 else 0.0
