@@ -5,8 +5,8 @@ A panel's query is the request Grafana repeats most, and through Flask it
 crosses threads four times: into a WSGI thread, to the reactor to call the
 data nodes, back with their replies, and to the reactor again with every
 write of the answer. Each crossing wakes a thread and trades the GIL, and
-on a busy bridge those hand-overs cost about a quarter of its CPU per
-panel (see benchmarks/README.md). Here the query is read, asked of the
+those hand-overs cost about a quarter of the bridge's CPU per panel
+(see benchmarks/README.md). Here the query is read, asked of the
 nodes and answered where the HTTP request and the WAMP replies already
 are, through the same :class:`~.datasource.DataSource` steps, request
 reading, allowances, errors and authentication as every other route.
