@@ -244,8 +244,7 @@ class DataSource:
         for target in q.targets:
             if target.node is not None and target.field not in by_node.setdefault(target.node, []):
                 by_node[target.node].append(target.field)
-        yield from self._learn_steps(by_node)
-        results = yield from self._get_data_steps(list(by_node), by_node, q.start, q.end, q.min_stride)
+        results = yield from self._fetch_steps(by_node, q.start, q.end, q.min_stride)
         self._judge(results, "lower maxDataPoints or ask for fewer targets")
         raw = [(t, *self._samples(t, results.get(t.node))) for t in q.targets]
         if limit is not None:  # judged before anything is copied: each target holds at most max_points
@@ -305,13 +304,11 @@ class DataSource:
                 raise next(iter(failures.values()))
             raise NodeFailed(failures)
 
-    def _gather(self, calls: dict) -> dict:
-        """``{node: reply or exception}`` of ``{node: (procedure, args, kwargs)}``, asked at once."""
-        try:
-            replies = self.link.gather(list(calls.values()), timeout=self.call_timeout)
-        except NotConnected as exc:
-            raise Unavailable(str(exc)) from None
-        return dict(zip(calls, replies, strict=True))
+    def _fetch_steps(self, by_node, start: float, end: float, min_stride: float | None):
+        """Steps of :meth:`_get_data_steps` for every node of ``by_node``,
+        once their field lists are known (:meth:`_learn_steps`)."""
+        yield from self._learn_steps(by_node)
+        return (yield from self._get_data_steps(list(by_node), by_node, start, end, min_stride))
 
     def _get_data_steps(self, nodes, by_node, start: float, end: float, min_stride: float | None):
         """Steps of every node's reply (or exception), asked at once: packed
@@ -358,12 +355,16 @@ class DataSource:
         return self._same.run(key, lambda: self._aggregates_of(node, fields, start, end, interval, offset))
 
     def _aggregates_of(self, node, fields, start, end, interval, offset):
-        self._blocking(self._learn_steps({node: fields}))  # before asking: a refresh forgets what the node lacks
-        with self._lock:
-            asked = node not in self._no_aggregates
-        if asked:
+        def steps():
+            yield from self._learn_steps({node: fields})  # first: a refresh forgets what the node lacks
+            with self._lock:
+                if node in self._no_aggregates:
+                    return None
             procedure = contract.get_aggregates_procedure(node)
-            result = self._gather({node: (procedure, (fields, start, end, interval, offset), {})})
+            return (yield ("gather", {node: (procedure, (fields, start, end, interval, offset), {})}))
+
+        result = self._blocking(steps())
+        if result is not None:
             if not _missing(result[node]):
                 self._judge(result, "use a wider interval or a shorter range", "get_aggregates")
                 try:
@@ -390,9 +391,7 @@ class DataSource:
         return self._same.run(key, lambda: self._raw_of(node, fields, start, end, limit))
 
     def _raw_of(self, node, fields, start, end, limit):
-        by_node = {node: fields}
-        self._blocking(self._learn_steps(by_node))
-        results = self._blocking(self._get_data_steps([node], by_node, start, end, None))
+        results = self._blocking(self._fetch_steps({node: fields}, start, end, None))
         self._judge(results, "shorten the range or ask for fewer fields")
         out = {}
         for name in fields:
