@@ -28,7 +28,7 @@ $(BIN)/python:
 #
 # Every version comes from constraints.txt, as in the image; `make lock`
 # moves them to the newest releases setup.py allows.
-$(STAMP): $(BIN)/python setup.py constraints.txt
+$(STAMP): $(BIN)/python setup.py constraints.txt sisock/_m4.c
 	$(BIN)/pip install --quiet -c constraints.txt --upgrade pip setuptools wheel numpy
 	$(BIN)/pip install --quiet -c constraints.txt --no-build-isolation --no-cache-dir --no-binary bjdata bjdata
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,test,docs]'

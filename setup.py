@@ -8,7 +8,7 @@ deployed and documented on their own) but are installed as the subpackages
 import importlib.util
 import os
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 BASE = [
     "autobahn>=24.4",
@@ -65,6 +65,8 @@ setup(
         "sisock.servers": ["weather_data/*.dat"],
         "sisock.components.http": ["static/*.html", "static/*.js", "static/*.css", "static/vendor/*"],
     },
+    # The M4 merge in one pass (sisock/_m4.c; numpy serves where it is not built).
+    ext_modules=[Extension("sisock._m4", ["sisock/_m4.c"], extra_compile_args=["-O3"])],
     install_requires=BASE,
     extras_require=EXTRAS,
     entry_points={

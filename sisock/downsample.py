@@ -11,13 +11,20 @@ last sample per bucket instead.
 
 Coarser statistics (first, last, min, max with their times, count, sum) are
 merged by :func:`m4_merge`, the one kernel the scan-time summaries and the
-g3-reader share. Everything is a handful of numpy passes (no Python loop
-per sample or per bucket).
+g3-reader share. It runs as one pass in C (``sisock._m4``, built with the
+package); its numpy form, a handful of passes with no Python loop per sample
+or bucket, is the reference the C pass is tested against and what serves
+where the extension is not built (a source checkout run in place).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+try:
+    from sisock import _m4
+except ImportError:
+    _m4 = None
 
 #: Rows of a statistics array (shape ``(len(STATS), fields, buckets)``).
 STATS = ("n", "sum", "t_first", "first", "t_last", "last", "t_min", "min", "t_max", "max")
@@ -204,15 +211,30 @@ def sample_stats(t: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def samples_merge(keys: np.ndarray, t: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``m4_merge(keys, sample_stats(t, matrix))``: the samples of ``matrix``
     (fields by samples, at the sorted times ``t``) merged into the buckets
-    ``keys`` names. A block with no missing sample (the usual one) is merged
-    straight from its samples: its first and last are the runs' edges, so
-    only the extremes need a search, and the ten-row copy of every sample
-    that :func:`sample_stats` makes is never built. That is most of the
-    scanner's summary work."""
+    ``keys`` names, without building the ten-row copy of every sample that
+    :func:`sample_stats` makes. Most of the scanner's summary work, and of
+    a cold panel's."""
+    if _m4 is None:
+        return numpy_samples_merge(keys, t, matrix)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != len(t):
+        raise ValueError("samples_merge: values must be fields x samples, one time per sample")
+    starts = group_starts(keys).astype(np.int64)
+    out = np.empty((len(STATS), matrix.shape[0], len(starts)))
+    if len(starts):
+        _m4.merge_samples(np.ascontiguousarray(t, dtype=np.float64), matrix, starts, out, matrix.shape[0],
+                          matrix.shape[1], len(starts))
+    return keys[starts], out
+
+
+def numpy_samples_merge(keys: np.ndarray, t: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`samples_merge` in numpy passes. A block with no missing
+    sample (the usual one) is merged straight from its samples: its first
+    and last are the runs' edges, so only the extremes need a search."""
     matrix = np.asarray(matrix, dtype=np.float64)
     n = matrix.shape[1]
     if n == 0 or np.isnan(matrix).any():
-        return m4_merge(keys, sample_stats(t, matrix))
+        return numpy_m4_merge(keys, sample_stats(t, matrix))
     t = np.asarray(t, dtype=np.float64)
     starts = group_starts(keys)
     sizes = np.diff(np.append(starts, n))
@@ -242,6 +264,21 @@ def m4_merge(keys: np.ndarray, stats: np.ndarray, starts: np.ndarray | None = No
     ``starts`` (the first bucket of each merged one) replaces the keys'
     own runs, for callers merging several series in one pass.
     """
+    if _m4 is None:
+        return numpy_m4_merge(keys, stats, starts)
+    nb = stats.shape[2]
+    if nb == 0:
+        return keys[:0], stats[:, :, :0]
+    starts = (group_starts(keys) if starts is None else starts).astype(np.int64)
+    stats = np.ascontiguousarray(stats, dtype=np.float64)
+    out = np.empty((len(STATS), stats.shape[1], len(starts)))
+    _m4.merge(stats, starts, out, stats.shape[1], nb, len(starts))
+    return keys[starts], out
+
+
+def numpy_m4_merge(keys: np.ndarray, stats: np.ndarray,
+                   starts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`m4_merge` in numpy passes."""
     nb = stats.shape[2]
     if nb == 0:
         return keys[:0], stats[:, :, :0]
@@ -298,6 +335,17 @@ def run_extremes(stats: np.ndarray, starts: np.ndarray):
     alone, since points need nothing else. A run of one bucket is taken as
     it is; an extreme's time is that of its first occurrence; a run without
     a sample has NaN times."""
+    if _m4 is not None:
+        stats = np.ascontiguousarray(stats, dtype=np.float64)
+        out = np.empty((len(STATS), 1, len(starts)))
+        if len(starts):
+            _m4.merge(stats, np.asarray(starts, dtype=np.int64), out, 1, stats.shape[1], len(starts))
+        return out[T_MIN, 0], out[MIN, 0], out[T_MAX, 0], out[MAX, 0]
+    return numpy_run_extremes(stats, starts)
+
+
+def numpy_run_extremes(stats: np.ndarray, starts: np.ndarray):
+    """:func:`run_extremes` in numpy passes."""
     n = stats.shape[1]
     sizes = np.diff(np.append(starts, n))
     t_min, v_min, t_max, v_max = (stats[row, starts] for row in (T_MIN, MIN, T_MAX, MAX))

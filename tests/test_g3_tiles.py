@@ -91,3 +91,26 @@ def test_prefetch_decodes_the_newest_files_within_its_share(index_env, tmp_path,
     reader.series(names, START, START + 600, 43.4)
     # Older files are still read when asked for: once for both providers.
     assert len(read) == 1 and len(read[0][1]) == 2 and decoded == []
+
+
+def test_prefetch_reads_the_newest_rollups_once_the_files_are_decoded(index_env, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    _, truth = make_archive(data, hours=4)
+    scan(index_env, data)
+    names = sorted(truth)
+    end = START + 4 * 3600
+    fresh = archive(index_env, data)
+    want = fresh.panel(names, end - 4 * 3600, end, 300.0)  # 600 s buckets: from the 60 s rollups
+
+    reader = archive(index_env, data)
+    asked = []
+    real = reader.index.rollups
+    monkeypatch.setattr(reader.index, "rollups", lambda *a: asked.append(a[0]) or real(*a))
+    reader.plan_prefetch(names, 2 * 3600)
+    assert reader.prefetch(0.0) and asked == []  # no share of the cache: not even rollups
+    reader.plan_prefetch(names, 2 * 3600)
+    assert reader.prefetch(0.25)
+    assert sorted(n for batch in asked for n in batch) == names  # every name, once, after the files
+    asked.clear()
+    assert_same(reader.panel(names, end - 4 * 3600, end, 300.0), want)
+    assert asked == []  # the week's rollups were already in memory
