@@ -6,8 +6,9 @@
  * some 10 ns per value and pass; a cold panel merges millions of values.
  * One loop per field and bucket does the same work in one pass. The rules
  * are those of the numpy code, which stays as the reference the tests hold
- * this to: NaN is a missing sample; counts and sums add up in time order (numpy
- * sums long runs in another order: the last bits of a sum may differ);
+ * this to: NaN is a missing sample; counts and sums add up (samples in four
+ * interleaved lanes, as numpy sums long runs in eight: the last bits of a sum
+ * may differ);
  * first and last are the first and last present sample (or bucket holding
  * samples); an extreme is the first occurrence of the smallest or largest
  * value, with its own time and value (0.0 and -0.0 compare equal, the first
@@ -76,59 +77,108 @@ static inline void store(double *out, Py_ssize_t stride, Py_ssize_t at, const St
     out[MAX * stride + at] = s->max;
 }
 
-/* merge_samples(t, values, starts, out, fields, n, runs): the samples of
- * ``values`` (fields x n, at the sorted times ``t``) merged into the runs
- * beginning at ``starts``; ``out`` is NSTATS x fields x runs. */
+/* One run of samples, in two passes that keep no value waiting on the one
+ * before it: four lanes of count, sum, min and max (a single running sum
+ * would make every addition wait for the last, four cycles each), then the
+ * first sample equal to each extreme, which is where it first occurred. */
+static inline void bucket_of_samples(const double *t, const double *v, Py_ssize_t lo, Py_ssize_t hi, Stats *s)
+{
+    double sum[4] = {-0.0, -0.0, -0.0, -0.0}, count[4] = {0, 0, 0, 0};
+    double mn[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    Py_ssize_t i = lo;
+    for (; i + 4 <= hi; i += 4) {
+        for (int k = 0; k < 4; k++) {
+            double x = v[i + k];
+            int present = x == x;
+            count[k] += present;
+            sum[k] += present ? x : -0.0;
+            mn[k] = x < mn[k] ? x : mn[k];
+            mx[k] = x > mx[k] ? x : mx[k];
+        }
+    }
+    for (; i < hi; i++) {
+        double x = v[i];
+        int present = x == x;
+        count[0] += present;
+        sum[0] += present ? x : -0.0;
+        mn[0] = x < mn[0] ? x : mn[0];
+        mx[0] = x > mx[0] ? x : mx[0];
+    }
+    double n = (count[0] + count[1]) + (count[2] + count[3]);
+    if (n == 0.0) {
+        s->sum = 0.0;
+        return;
+    }
+    double lowest = mn[0], highest = mx[0];
+    for (int k = 1; k < 4; k++) {
+        lowest = mn[k] < lowest ? mn[k] : lowest;
+        highest = mx[k] > highest ? mx[k] : highest;
+    }
+    s->n = n;
+    s->sum = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+    Py_ssize_t a = lo, b = hi - 1;
+    while (isnan(v[a]))
+        a++;
+    while (isnan(v[b]))
+        b--;
+    s->t_first = t[a];
+    s->first = v[a];
+    s->t_last = t[b];
+    s->last = v[b];
+    for (i = a; v[i] != lowest; i++)
+        ;
+    s->t_min = t[i];
+    s->min = v[i];
+    for (i = a; v[i] != highest; i++)
+        ;
+    s->t_max = t[i];
+    s->max = v[i];
+}
+
+/* merge_samples(t, rows, starts, out, n, runs): the samples of each of
+ * ``rows`` (a sequence of fields' values, n each, at the sorted times ``t``)
+ * merged into the runs beginning at ``starts``; ``out`` is NSTATS x
+ * len(rows) x runs. Rows come one by one: a block's fields are separate
+ * arrays, and stacking them first would copy every sample. */
 static PyObject *merge_samples(PyObject *self, PyObject *args)
 {
-    Py_buffer bt, bv, bs, bo;
-    Py_ssize_t fields, n, runs;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*nnn", &bt, &bv, &bs, &bo, &fields, &n, &runs))
+    Py_buffer bt, bs, bo;
+    PyObject *rows;
+    Py_ssize_t n, runs;
+    if (!PyArg_ParseTuple(args, "y*Oy*w*nn", &bt, &rows, &bs, &bo, &n, &runs))
         return NULL;
-    PyObject *result = NULL;
-    if (check(&bt, n, sizeof(double), "t") || check(&bv, fields * n, sizeof(double), "values")
-        || check(&bs, runs, sizeof(int64_t), "starts") || check(&bo, NSTATS * fields * runs, sizeof(double), "out")
-        || check_starts(bs.buf, runs, n))
+    PyObject *result = NULL, *seq = PySequence_Fast(rows, "rows must be a sequence of arrays");
+    Py_buffer *bv = NULL;
+    Py_ssize_t fields = 0, held = 0;
+    if (seq == NULL)
         goto done;
-    const double *t = bt.buf, *values = bv.buf;
+    fields = PySequence_Fast_GET_SIZE(seq);
+    bv = PyMem_Calloc(fields ? fields : 1, sizeof(Py_buffer));
+    if (bv == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; held < fields; held++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, held), &bv[held], PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        if (check(&bv[held], n, sizeof(double), "row"))
+            goto done;
+    }
+    if (check(&bt, n, sizeof(double), "t") || check(&bs, runs, sizeof(int64_t), "starts")
+        || check(&bo, NSTATS * fields * runs, sizeof(double), "out") || check_starts(bs.buf, runs, n))
+        goto done;
+    const double *t = bt.buf;
     const int64_t *starts = bs.buf;
     double *out = bo.buf;
     Py_ssize_t stride = fields * runs;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t f = 0; f < fields; f++) {
-        const double *v = values + f * n;
+        const double *v = bv[f].buf;
         for (Py_ssize_t r = 0; r < runs; r++) {
             Py_ssize_t lo = starts[r], hi = r + 1 < runs ? starts[r + 1] : n;
             Stats s;
             empty(&s);
-            Py_ssize_t i = lo, count = 0;
-            while (i < hi && isnan(v[i]))
-                i++;
-            if (i < hi) {
-                s.t_first = s.t_min = s.t_max = s.t_last = t[i];
-                s.first = s.min = s.max = s.last = v[i];
-            }
-            double sum = -0.0;
-            for (; i < hi; i++) {
-                double x = v[i];
-                if (isnan(x))
-                    continue;
-                count++;
-                sum += x;
-                s.t_last = t[i];
-                s.last = x;
-                if (x < s.min) {
-                    s.t_min = t[i];
-                    s.min = x;
-                } else if (x > s.max) {
-                    s.t_max = t[i];
-                    s.max = x;
-                }
-            }
-            s.n = (double)count;
-            s.sum = sum;
-            if (s.n == 0.0)
-                s.sum = 0.0;
+            bucket_of_samples(t, v, lo, hi, &s);
             store(out, stride, f * runs + r, &s);
         }
     }
@@ -136,8 +186,11 @@ static PyObject *merge_samples(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
+    for (Py_ssize_t k = 0; k < held; k++)
+        PyBuffer_Release(&bv[k]);
+    PyMem_Free(bv);
+    Py_XDECREF(seq);
     PyBuffer_Release(&bt);
-    PyBuffer_Release(&bv);
     PyBuffer_Release(&bs);
     PyBuffer_Release(&bo);
     return result;

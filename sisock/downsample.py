@@ -208,22 +208,22 @@ def sample_stats(t: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return out
 
 
-def samples_merge(keys: np.ndarray, t: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def samples_merge(keys: np.ndarray, t: np.ndarray, matrix, starts: np.ndarray | None = None):
     """``m4_merge(keys, sample_stats(t, matrix))``: the samples of ``matrix``
-    (fields by samples, at the sorted times ``t``) merged into the buckets
-    ``keys`` names, without building the ten-row copy of every sample that
-    :func:`sample_stats` makes. Most of the scanner's summary work, and of
-    a cold panel's."""
+    (fields by samples, at the sorted times ``t``; a 2-d array or a sequence
+    of one array per field) merged into the buckets ``keys`` names, without
+    building the ten-row copy of every sample that :func:`sample_stats`
+    makes. ``starts``: the keys' runs (:func:`group_starts`), if known. Most
+    of the scanner's summary work, and of a cold panel's."""
     if _m4 is None:
-        return numpy_samples_merge(keys, t, matrix)
-    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[1] != len(t):
+        return numpy_samples_merge(keys, t, np.asarray(matrix, dtype=np.float64).reshape(-1, len(t)))
+    rows = [np.ascontiguousarray(row, dtype=np.float64) for row in matrix]
+    if any(row.shape != (len(t),) for row in rows):
         raise ValueError("samples_merge: values must be fields x samples, one time per sample")
-    starts = group_starts(keys).astype(np.int64)
-    out = np.empty((len(STATS), matrix.shape[0], len(starts)))
+    starts = (group_starts(keys) if starts is None else starts).astype(np.int64, copy=False)
+    out = np.empty((len(STATS), len(rows), len(starts)))
     if len(starts):
-        _m4.merge_samples(np.ascontiguousarray(t, dtype=np.float64), matrix, starts, out, matrix.shape[0],
-                          matrix.shape[1], len(starts))
+        _m4.merge_samples(np.ascontiguousarray(t, dtype=np.float64), rows, starts, out, len(t), len(starts))
     return keys[starts], out
 
 

@@ -111,6 +111,11 @@ def test_empty_input_and_bad_starts():
     out = np.empty((10, 1, 2))
     for starts in ([1, 2], [0, 0], [0, 9]):  # not from 0, not rising, past the end
         with pytest.raises(ValueError):
-            _m4.merge_samples(np.arange(4.0), np.ones((1, 4)), np.array(starts, dtype=np.int64), out, 1, 4, 2)
-    with pytest.raises(ValueError):  # a shape that does not match the buffers
-        _m4.merge_samples(np.arange(4.0), np.ones((1, 4)), np.array([0, 2], dtype=np.int64), out, 1, 5, 2)
+            _m4.merge_samples(np.arange(4.0), [np.ones(4)], np.array(starts, dtype=np.int64), out, 4, 2)
+    with pytest.raises(ValueError):  # a length that does not match the buffers
+        _m4.merge_samples(np.arange(4.0), [np.ones(4)], np.array([0, 2], dtype=np.int64), out, 5, 2)
+    with pytest.raises(ValueError):  # a row shorter than the times
+        _m4.merge_samples(np.arange(4.0), [np.ones(4), np.ones(3)], np.array([0, 2], dtype=np.int64),
+                          np.empty((10, 2, 2)), 4, 2)
+    with pytest.raises(TypeError):  # rows that are not arrays
+        _m4.merge_samples(np.arange(4.0), [object()], np.array([0, 2], dtype=np.int64), out, 4, 2)
