@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,18 @@ def fresh_database(env: dict, name: str) -> dict:
         conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
     admin.dispose()
     return env
+
+
+def discard(work: str, env: dict | None = None) -> None:
+    """Remove what a run made: its folder (the archive is a hundred MB and
+    more) and, given the ``env`` :func:`fresh_database` filled, its database."""
+    shutil.rmtree(work, ignore_errors=True)
+    if env is None:
+        return
+    admin = sa.create_engine(database_url({**env, "SQL_DB": "mysql"}))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {env['SQL_DB']}"))
+    admin.dispose()
 
 
 def throughput(fn, threads, seconds):
@@ -392,6 +405,7 @@ def main():
             reader.kill()
         os.killpg(stack.pid, signal.SIGINT)
         stack.wait(60)
+        discard(work, env if args.mariadb else None)
 
 
 if __name__ == "__main__":

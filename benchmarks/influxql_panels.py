@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "tests"))
 from g3_archive import (
     LAYOUT,
     PROVIDERS,
+    discard,
     fresh_database,
     panels_within,
     reference_archive,
@@ -156,6 +157,7 @@ def main():
         os.killpg(stack.pid, signal.SIGINT)
         stack.wait(60)
         influx.stop()
+        discard(work, env if args.mariadb else None)
 
 
 if __name__ == "__main__":
