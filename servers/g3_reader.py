@@ -88,7 +88,11 @@ PREFETCH_SHARE = 0.25
 #: Seconds of the finest rollups read once the newest files are decoded, in
 #: batches of :data:`PREFETCH_ROLLUP_NAMES` names: a week-long panel after a
 #: restart otherwise waits on reading them (a 10-field week of the reference
-#: archive: 110 chunks, 9 MB, about 10 ms of its 17).
+#: archive: 110 chunks, 9 MB, about 10 ms of its 17). Only before joining:
+#: read once joined, a thousand names' batches kept the database and the
+#: cores busy just when the first panels came, and made a month of sparse
+#: files' cold 1 h, 6 h and 24 h panels 3-4 times slower (19, 18 and 31 ms
+#: against 4.3, 6.0 and 12 ms; benchmarks/year_archive.py --days 30).
 PREFETCH_ROLLUP_SECONDS = 7 * 86400.0
 PREFETCH_ROLLUP_NAMES = 50
 #: Seconds of that spent before joining; the rest is done once joined.
@@ -146,7 +150,8 @@ class Archive:
         self._serving = 0  # requests being answered
         self._served_at = -math.inf  # monotonic time the last one was answered
         self._quiet = threading.Condition()
-        self._prefetch_todo = deque()  # what is still to read, in order: callables
+        self._prefetch_todo = deque()  # files still to decode, newest first: callables
+        self._rollup_todo = deque()  # batches of rollups still to read before joining: callables
 
     @contextmanager
     def from_memory(self):
@@ -313,7 +318,7 @@ class Archive:
             # after a restart does not ask for its own.
             self.first_starts(names)
             if not newest:
-                self._prefetch_todo = deque()
+                self._prefetch_todo, self._rollup_todo = deque(), deque()
                 return
             end = max(loc.end for loc in newest.values()) / 1e6
             locations, _ = self.locate(names, end - seconds, end)
@@ -322,14 +327,14 @@ class Archive:
             start, providers = files.setdefault(loc.path, (loc.start, set()))
             files[loc.path] = (max(start, loc.start), providers | {loc.provider})
         order = sorted(files, key=lambda path: (files[path][0], path), reverse=True)
-        todo = deque(functools.partial(self._prefetch_file, path, sorted(files[path][1])) for path in order)
+        self._prefetch_todo = deque(functools.partial(self._prefetch_file, path, sorted(files[path][1]))
+                                    for path in order)
         level = ROLLUP_LEVELS[0]
         first, last = math.ceil((end - PREFETCH_ROLLUP_SECONDS) / level), math.floor(end / level)
         rolled = sorted(newest)
-        for i in range(0, len(rolled), PREFETCH_ROLLUP_NAMES):
-            todo.append(functools.partial(self._prefetch_rollups, rolled[i:i + PREFETCH_ROLLUP_NAMES], level,
-                                          first, last))
-        self._prefetch_todo = todo
+        self._rollup_todo = deque(functools.partial(self._prefetch_rollups, rolled[i:i + PREFETCH_ROLLUP_NAMES],
+                                                    level, first, last)
+                                  for i in range(0, len(rolled), PREFETCH_ROLLUP_NAMES))
 
     def _prefetch_rollups(self, names, level: int, first: int, last: int):
         """Read the rollups of ``names`` holding buckets ``first`` to ``last`` into the cache."""
@@ -337,20 +342,25 @@ class Archive:
             self.rolled(names, level, first, last)
 
     def prefetch(self, share: float, until: float | None = None, quiet: float | None = None) -> bool:
-        """Read what was planned (a file, a batch of rollups) in turn until
+        """Read what was planned in turn, the files then the rollups, until
         ``share`` of the cache is used or the monotonic clock reaches
-        ``until``; True when there is nothing left to do. With ``quiet``,
-        each waits until requests have left the reader alone that long."""
-        todo = self._prefetch_todo
-        while todo:
-            if self.cache.bytes >= share * self.cache.max_bytes:
-                todo.clear()
-                return True
-            if quiet is not None:
-                self._wait_for_quiet(quiet)
-            if until is not None and time.monotonic() >= until:
-                return False
-            todo.popleft()()
+        ``until``; True when there is nothing left to do. With ``quiet``
+        (once joined), each file waits until requests have left the reader
+        alone that long, and the rollups are left to the panels that ask
+        for them (see :data:`PREFETCH_ROLLUP_SECONDS`)."""
+        if quiet is not None:
+            self._rollup_todo.clear()
+        for todo in (self._prefetch_todo, self._rollup_todo):
+            while todo:
+                if self.cache.bytes >= share * self.cache.max_bytes:
+                    self._prefetch_todo.clear()
+                    self._rollup_todo.clear()
+                    return True
+                if quiet is not None:
+                    self._wait_for_quiet(quiet)
+                if until is not None and time.monotonic() >= until:
+                    return False
+                todo.popleft()()
         return True
 
     def fresh_generation(self) -> str:

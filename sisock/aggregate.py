@@ -5,8 +5,9 @@ InfluxQL's ``mean``, ``max``, ``min``, ``first``, ``last``, ``count`` and
 :data:`sisock.downsample.STATS` the scan-time summaries already keep (count,
 sum, and the first, last, minimum and maximum sample with their times). This
 module computes them from raw samples with the same merge
-(:func:`sisock.downsample.m4_merge`) the summaries are built with, so an
-answer taken from summaries and one taken from samples are the same numbers.
+(:func:`sisock.downsample.samples_merge`) the summaries are built with, so an
+answer taken from summaries and one taken from samples are the same numbers
+(sums to their last bits: they may be added in another order).
 
 Buckets are cut on integer nanoseconds, ``ns = int(t * 1e9)`` (truncation),
 which is how the OCS InfluxDB publisher turns its float times into the
@@ -29,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from sisock import contract
-from sisock.downsample import FIRST, LAST, MAX, MIN, STATS, group_starts, m4_merge, sample_stats, sorted_unique
+from sisock.downsample import FIRST, LAST, MAX, MIN, STATS, group_starts, samples_merge, sorted_unique
 from sisock.g3.summary import restore_type
 
 #: Keys of one field's answer: bucket starts (int64 ns), then the statistics.
@@ -115,7 +116,7 @@ def bucket_stats(t, values, start: float, end: float, interval: float, offset: f
     keys = bucket_starts(t, interval_ns, offset_ns)
     if values.dtype.kind not in _NUMERIC:
         return _text_stats(keys, t, values)
-    merged_keys, stats = m4_merge(keys, sample_stats(t, values.astype(np.float64)[None, :]))
+    merged_keys, stats = samples_merge(keys, t, [values.astype(np.float64)])
     return from_stats(merged_keys, stats[:, 0], values.dtype.kind)
 
 

@@ -109,7 +109,9 @@ def test_prefetch_reads_the_newest_rollups_once_the_files_are_decoded(index_env,
     reader.plan_prefetch(names, 2 * 3600)
     assert reader.prefetch(0.0) and asked == []  # no share of the cache: not even rollups
     reader.plan_prefetch(names, 2 * 3600)
-    assert reader.prefetch(0.25)
+    assert reader.prefetch(0.25, quiet=0.0) and asked == []  # once joined (quiet): files only
+    reader.plan_prefetch(names, 2 * 3600)
+    assert reader.prefetch(0.25)  # before joining
     assert sorted(n for batch in asked for n in batch) == names  # every name, once, after the files
     asked.clear()
     assert_same(reader.panel(names, end - 4 * 3600, end, 300.0), want)
