@@ -316,3 +316,23 @@ def test_statistics_combine_with_influxdbs_tie_rules():
     assert out["min"].tolist()[0] == 1.0 and out["max"].tolist()[0] == 5.0
     one = functions.combine([{**a, "bucket": np.zeros(2, np.int64)}])  # rows of one part, one bucket
     assert one["n"].tolist() == [3] and one["last"].tolist() == [5.0]
+
+
+def test_the_parser_is_built_once_however_many_ask_for_it_first(monkeypatch):
+    """The bridge builds it as it starts (``prepare``); a query arriving
+    meanwhile waits for that build instead of making its own."""
+    import threading
+
+    from sisock.components.http.influxql import parser as module
+
+    module._build.cache_clear()
+    built, real = [], module.Lark
+    monkeypatch.setattr(module, "Lark", lambda *a, **k: built.append(1) or real(*a, **k))
+    askers = [threading.Thread(target=module.prepare) for _ in range(3)]
+    askers.append(threading.Thread(target=module.parse, args=("SHOW DATABASES",)))
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join(60)
+    assert built == [1]
+    assert module.parse("SHOW DATABASES")

@@ -27,6 +27,7 @@ from .auth import Authenticator
 from .datasource import DataSource
 from .dispatch import Root
 from .errors import too_large_message
+from .influxql import parser as influxql_parser
 from .request import DEFAULT_MAX_ANSWER_POINTS
 from .routes import DEFAULT_MAX_BODY, create_app
 
@@ -137,6 +138,7 @@ def serve(reactor, settings: Settings, max_body: int = DEFAULT_MAX_BODY, threads
     pool = ThreadPool(minthreads=2, maxthreads=threads, name="sisock-http")
     pool.start()
     reactor.addSystemEventTrigger("after", "shutdown", pool.stop)
+    pool.callInThread(influxql_parser.prepare)
     app = create_app(datasource, max_body, http_auth, max_answer_points)
     authenticator = Authenticator(http_auth) if http_auth is not None and http_auth.enabled else None
     root = Root(WSGIResource(reactor, pool, app), datasource, pool, max_body, max_answer_points, authenticator)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 import zoneinfo
 
 from lark import Lark, Token, v_args
@@ -332,8 +333,24 @@ class _Build(Transformer_NonRecursive):
         return st.ShowRetentionPolicies(**self._merge(clauses))
 
 
-@functools.cache
+_building = threading.Lock()
+
+
+def prepare() -> None:
+    """Build the parser now. lark computes its LALR tables in about a
+    second, which the first InfluxQL query after the bridge starts (a
+    dashboard's first panel) otherwise waits for: the bridge calls this in
+    a thread of its pool as it starts."""
+    _parser()
+
+
 def _parser() -> Lark:
+    with _building:  # a query arriving while it is built waits for it, never builds it twice
+        return _build()
+
+
+@functools.cache
+def _build() -> Lark:
     with open(GRAMMAR, encoding="utf-8") as f:
         return Lark(f.read(), parser="lalr", lexer="contextual", maybe_placeholders=True)
 
