@@ -308,9 +308,10 @@ class Archive:
     def plan_prefetch(self, names, seconds: float):
         """Make the files holding the last ``seconds`` of ``names`` (newest
         first), then the names' finest rollups of the last
-        :data:`PREFETCH_ROLLUP_SECONDS`, what :meth:`prefetch` reads. Planned once, before joining:
-        for thousands of names it is a few hundred milliseconds of Python,
-        which must not compete with the first requests."""
+        :data:`PREFETCH_ROLLUP_SECONDS`, what :meth:`prefetch` reads.
+        Planned once, before joining: for thousands of names it is a few
+        hundred milliseconds of Python, which must not compete with the
+        first requests."""
         with self.one_request():
             newest = self.newest(names)
             # Every answer from rollups sizes itself with each name's first

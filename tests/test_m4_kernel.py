@@ -119,3 +119,26 @@ def test_empty_input_and_bad_starts():
                           np.empty((10, 2, 2)), 4, 2)
     with pytest.raises(TypeError):  # rows that are not arrays
         _m4.merge_samples(np.arange(4.0), [object()], np.array([0, 2], dtype=np.int64), out, 4, 2)
+
+
+def test_without_the_kernel_the_numpy_passes_serve(monkeypatch):
+    """A source folder run in place, where the extension was never built."""
+    t, m = _samples(3)
+    keys = np.floor(t / 7.5)
+    def both():
+        bucket_keys, buckets = samples_merge(keys, t, list(m))
+        return (bucket_keys, buckets), m4_merge(np.floor(bucket_keys / 4), buckets)
+
+    with_kernel = both()
+    monkeypatch.setattr(downsample, "_m4", None)
+    without = both()
+    for (got_keys, got), (want_keys, want) in zip(without, with_kernel, strict=True):
+        assert np.array_equal(got_keys, want_keys)
+        _rows_same(got, want)
+    stats = with_kernel[0][1][:, 0]
+    starts = np.array([0, 3, 4, 9])
+    monkeypatch.undo()
+    want = run_extremes(stats, starts)
+    monkeypatch.setattr(downsample, "_m4", None)
+    for got, row in zip(run_extremes(stats, starts), want, strict=True):
+        _same(got, row)
