@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/scan_speed.py [--archive DIR] [--runs 3] [--previous 5b5c8f9] [--previous-pure]
 
 1. Writes the reference archive of ``g3_archive.py`` (7 days at 1 Hz,
-   2 providers x 10 fields, 1-hour files), or uses ``--archive DIR``.
+   2 providers x 10 fields, 1-hour files), into ``--archive DIR`` if given
+   (and reuses it there the next time).
 2. Extracts the previous scanner from git (``git archive``) into a temporary
    folder, with its ``components/`` and ``servers/`` inside its ``sisock``
    package, as an installation would place them.
@@ -48,6 +49,10 @@ def write_reference(directory: str) -> None:
     end = float(int(time.time() // 3600) * 3600)
     write_archive(directory, end - 7 * 86400, end, PROVIDERS, file_seconds=3600, frame_seconds=300,
                   spike_every=SPIKE_EVERY, spike_size=SPIKE_SIZE)
+
+
+def g3_files(directory: str) -> list[str]:
+    return [os.path.join(r, n) for r, _, ns in os.walk(directory) for n in ns if n.endswith(".g3")]
 
 
 def extract_previous(commit: str, directory: str) -> str:
@@ -145,7 +150,8 @@ def run(which: str, archive: str, pythonpath: str | None, pure: bool = False) ->
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", help="an existing archive to scan instead of writing the reference one")
+    parser.add_argument("--archive", help="where the reference archive is kept: written there if it holds no .g3 "
+                                          "file, reused otherwise (default: a temporary folder, removed)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--previous", default="5b5c8f9", help="the commit of the previous scanner")
     parser.add_argument("--previous-pure", action="store_true",
@@ -159,11 +165,11 @@ def main():
 
     work = tempfile.mkdtemp(prefix="sisock-scan-speed-")
     try:
-        archive = args.archive
-        if archive is None:
-            archive = os.path.join(work, "archive")
+        archive = args.archive or os.path.join(work, "archive")
+        files = g3_files(archive)
+        if not files:
             write_reference(archive)
-        files = [os.path.join(r, n) for r, _, ns in os.walk(archive) for n in ns if n.endswith(".g3")]
+            files = g3_files(archive)
         size = sum(os.path.getsize(f) for f in files)
         head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=True,
                               capture_output=True, text=True).stdout.strip()

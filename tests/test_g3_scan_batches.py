@@ -193,3 +193,32 @@ def test_the_mysql_driver_keeps_its_c_extension_when_g3_files_are_read_first(tmp
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["CMySQLConnection"]
+
+
+def test_blob_inserts_store_bytes_and_text_as_sent_and_leave_the_character_set(mariadb_env):
+    """Blob statements run with the client character set ``binary`` (the
+    server would otherwise check every blob byte as UTF-8): bytes that are
+    no UTF-8 and non-ASCII text must come back as sent, and the connection
+    must be back on its own character set afterwards, after a failed
+    statement too."""
+    index = open_index(mariadb_env)
+    table = sa.Table("charset_probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("name", sa.String(64)), sa.Column("data", sa.LargeBinary(length=2**32 - 1)))
+    blob = bytes(range(256)) * 64 + os.urandom(1 << 16)
+    name = "bloc\u00e9-\u2713-\U0001f321"
+    try:
+        with index.engine.begin() as conn:
+            table.create(conn)
+            before = conn.execute(sa.text("SELECT @@character_set_client")).scalar()
+            g3_index._insert_tuples(conn, table, ("id", "name", "data"), [(1, name, blob), (2, "plain", b"")])
+            assert conn.execute(sa.text("SELECT @@character_set_client")).scalar() == before == "utf8mb4"
+            with pytest.raises(sa.exc.IntegrityError):
+                g3_index._insert_tuples(conn, table, ("id", "name", "data"), [(1, "again", b"x")])
+        with index.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT @@character_set_client")).scalar() == "utf8mb4"
+            rows = conn.execute(sa.select(table.c.id, table.c.name, table.c.data).order_by(table.c.id)).all()
+            assert [(i, n, bytes(d)) for i, n, d in rows] == [(1, name, blob), (2, "plain", b"")]
+            # The text went in as UTF-8 text: found through the column's own comparison.
+            assert conn.execute(sa.select(table.c.id).where(table.c.name == name)).scalar() == 1
+    finally:
+        index.dispose()

@@ -12,6 +12,7 @@ request is ever formatted into SQL text.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -306,12 +307,43 @@ def _binary_insert(cursor, statement, parameters, context):
     else:
         return None  # not the shape this is for: the driver's own way
     one = "(" + ", ".join(["?"] * width) + ")"
-    prepared = _prepared_cursor(context.root_connection.connection.dbapi_connection)
+    dbapi_connection = context.root_connection.connection.dbapi_connection
+    prepared = _prepared_cursor(dbapi_connection)
     try:
-        prepared.execute(head + sep + ", ".join([one] * len(rows)), flat)
+        with _client_charset_binary(dbapi_connection):
+            prepared.execute(head + sep + ", ".join([one] * len(rows)), flat)
     finally:
         prepared.close()
     return True
+
+
+@contextlib.contextmanager
+def _client_charset_binary(dbapi_connection):
+    """The connection's client character set ``binary`` meanwhile.
+
+    The driver binds bytes as strings, which the server takes to be in the
+    client character set (utf8mb4) and checks character by character
+    before storing them in a BLOB column: with summaries' bytes, that check
+    was most of what MariaDB spent on a first scan (0.43-0.70 s against
+    0.13 s for 38 MB). Declared binary, they are copied as they are; text
+    parameters, sent as UTF-8 by the driver, are stored as the same UTF-8.
+    Only for these statements: a query comparing a text column with a
+    binary string could not use the column's index."""
+    restore = "SET character_set_client = @@character_set_connection"  # as SET NAMES left them
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET character_set_client = binary")
+        try:
+            yield
+        except BaseException:
+            try:
+                cursor.execute(restore)
+            except Exception:  # noqa: BLE001 - the statement's own error is the one to raise
+                dbapi_connection.close()  # never back in the pool with a binary client
+            raise
+        cursor.execute(restore)
+    finally:
+        cursor.close()
 
 
 def _insert_tuples(conn, table: sa.Table, columns: Sequence[str], rows: list[tuple]):
