@@ -254,3 +254,63 @@ def test_every_dialect_returns_exact_samples(stack, client, bridge, exact):
                 assert (s["time"], s["value"]) == want.get(name, ([], [])), name
     finally:
         reader.stop()
+
+
+class _FreshReader(G3Reader):
+    name = "g3_reader_fresh"
+
+
+def test_a_joined_reader_keeps_its_generation_fresh_while_idle(stack, client, exact):
+    """Once joined, the reader reads the index's generation in the
+    background, so a request after any idle time (a dashboard refreshing
+    every 30 s, the first one after a restart) finds it fresh and may be
+    answered from memory, in the reactor, without a database round trip."""
+    from twisted.internet import threads
+
+    from sisock.connect import Connection
+
+    memory = archive(exact.env, exact.data)
+    reactor = client.link.reactor
+
+    def start():
+        return Connection(lambda config: _FreshReader(config, archive=memory), stack.settings, reactor).start()
+
+    connection = threads.blockingCallFromThread(reactor, start)
+    try:
+        wait_for(lambda: "g3_reader_fresh" in node_names(client), 60, "the reader to join")
+        ages = []
+        for _ in range(8):
+            time.sleep(g3_reader.GENERATION_TTL / 2)
+            ages.append(time.monotonic() - memory._generation[1])
+            with memory.from_memory():  # raises NotInMemory("the index's generation") once stale
+                memory.fresh_generation()
+        assert max(ages) < g3_reader.GENERATION_TTL, ages
+    finally:
+        threads.blockingCallFromThread(reactor, connection.stop)
+    time.sleep(2 * g3_reader.GENERATION_TTL)
+    with pytest.raises(NotInMemory, match="generation"), memory.from_memory():  # left: nobody reads it
+        memory.fresh_generation()
+
+
+def test_what_a_prefetch_leaves_is_out_of_the_collectors_way_and_still_freed(exact):
+    """After a prefetch what it left in the cache is frozen (the collector's
+    full passes do not walk it: one of them took 60 ms of the first request
+    after a restart), and what the cache drops is still freed."""
+    import gc
+    import weakref
+
+    from sisock.g3.index import Location
+
+    memory = archive(exact.env, exact.data)
+    try:
+        g3_reader._prefetch(memory, None, plan=True)
+        listed = [loc for key, (value, _) in memory.cache._data.items() if key[0] == "files" for loc in value]
+        assert listed and all(isinstance(loc, Location) for loc in listed), "the prefetch listed no file"
+        tracked = {id(o) for o in gc.get_objects()}
+        assert not any(id(loc) in tracked for loc in listed), "the collector still walks the prefetch's file lists"
+        refs = [weakref.ref(loc) for loc in listed]
+        del listed, tracked
+        memory.cache.discard(lambda key: True)
+        assert all(ref() is None for ref in refs), "frozen file lists the cache dropped were not freed"
+    finally:
+        gc.unfreeze()
