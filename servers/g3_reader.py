@@ -105,9 +105,10 @@ PREFETCH_ROLLUP_SECONDS = 7 * 86400.0
 PREFETCH_ROLLUP_NAMES = 50
 #: Seconds of that spent before joining; the rest is done once joined
 #: (files only). 1.5 s covers a month of sparse files' newest day of a
-#: thousand names and their week of rollups (about 1.3 s): the reader
-#: joined 0.8 s later than with 0.5 s, and its cold 7 d panel took 11-13 ms
-#: instead of 16-17 ms, against 5 ms warm.
+#: thousand names and their week of rollups (about 1.3 s; measured with a
+#: bound of 3 s, not reached): the reader joined 0.8 s later than with
+#: 0.5 s, and its cold 7 d panel took 11-13 ms instead of 16-17 ms,
+#: against 5 ms warm.
 PREFETCH_BEFORE_JOIN = 1.5
 #: Once joined, the prefetch decodes a file only when no request has been
 #: answered for this long (s): a dashboard opened right after a restart
