@@ -15,7 +15,8 @@
    g3-reader on the same index and files, then times ``/search`` and
    ``/api/v1/fields`` with every field, and Grafana-shaped ``/query`` panels
    (maxDataPoints 1000, intervalMs = range / 1000) of 10 fields over the
-   last 1 h to 365 d and of 100 fields over 24 h and 7 d: cold (first
+   last 1 h to 365 d, of 100 fields over 24 h and 7 d, and of 10 fields
+   over 1 h, 6 h and 24 h half-way back through the archive: cold (first
    request to a fresh g3-reader process) and warm (median), with the
    injected spikes visible in each.
 4. The same answers computed in process, without router or HTTP: a
@@ -72,6 +73,10 @@ HOUR, DAY = 3600, 86400
 PANELS = [("1 h", HOUR), ("6 h", 6 * HOUR), ("24 h", DAY), ("7 d", 7 * DAY), ("30 d", 30 * DAY),
           ("365 d", 365 * DAY)]
 WIDE_PANELS = [("24 h", DAY), ("7 d", 7 * DAY)]
+#: Panels ending half-way back through the archive: a user scrolling back
+#: months, where no prefetch has been and the index holds months of files
+#: after the range.
+PAST_PANELS = [("1 h", HOUR), ("6 h", 6 * HOUR), ("24 h", DAY)]
 
 
 # ---------------------------------------------------------------- output
@@ -700,21 +705,24 @@ def main():
         wide = pick(2, args.fields) + pick(3, args.fields)
         wide = wide[:100]
         rows = {}
-        panels = [(f"10 x {label}", span, narrow) for label, span in PANELS] + \
-                 [(f"{len(wide)} x {label}", span, wide) for label, span in WIDE_PANELS]
+        back = round(args.hours * HOUR / 2 / DAY) * DAY
+        panels = [(f"10 x {label}", span, narrow, 0) for label, span in PANELS] + \
+                 [(f"{len(wide)} x {label}", span, wide, 0) for label, span in WIDE_PANELS] + \
+                 [(f"10 x {label} -{back // DAY:.0f} d", span, narrow, back) for label, span in PAST_PANELS
+                  if back >= span]
         print(f"\npanels: maxDataPoints {MAX_POINTS}, intervalMs = range / {MAX_POINTS}; ms; cold = median of "
               f"{args.cold_runs} fresh g3-readers; warm = median of {args.runs}; "
               "in process = G3Reader.answer_get_data + the bridge's encoding", flush=True)
-        header = (f"{'panel':>11} {'cold':>8} {'warm':>8} {'in cold':>8} {'in warm':>8} {'http/in':>8} "
+        header = (f"{'panel':>17} {'cold':>8} {'warm':>8} {'in cold':>8} {'in warm':>8} {'http/in':>8} "
                   f"{'cold/warm':>9} {'points':>7} {'spikes seen':>13} {'same':>5}")
         print(header, flush=True)
-        for label, span, names in panels:
+        for label, span, names, before in panels:
             if args.panels is not None and label not in [p.strip() for p in args.panels.split(",")]:
                 continue
             if span > args.hours * HOUR:
-                print(f"{label:>11}   skipped: longer than the archive", flush=True)
+                print(f"{label:>17}   skipped: longer than the archive", flush=True)
                 continue
-            a, b = end - span, end - 0.001
+            a, b = end - before - span, end - before - 0.001
             row = attempt(f"panel {label}", run_panel, stack, inproc, names, provs, a, b, n_names, args.runs,
                           args.cold_runs)
             if row is None:
@@ -723,13 +731,13 @@ def main():
             http_in = ratio(row.get("warm"), row.get("in_warm"))
             cold_warm = ratio(row["cold"], row["warm"])
             seen, injected = row["spikes"]
-            print(f"{label:>11} {ms(row['cold']):>8} {ms(row['warm']):>8} {ms(row.get('in_cold')):>8} "
+            print(f"{label:>17} {ms(row['cold']):>8} {ms(row['warm']):>8} {ms(row.get('in_cold')):>8} "
                   f"{ms(row.get('in_warm')):>8} {'—' if http_in is None else f'{http_in:.2f}x':>8} "
                   f"{cold_warm:8.2f}x {row['points']:7d} {seen:6d} of {injected:<5d} "
                   f"{ {True: 'yes', False: 'NO', None: '—'}[row.get('same')]:>5}", flush=True)
-            print(f"{'':>11}   cold runs: {', '.join(ms(c) for c in row['colds'])}", flush=True)
+            print(f"{'':>17}   cold runs: {', '.join(ms(c) for c in row['colds'])}", flush=True)
             if row.get("difference"):
-                print(f"{'':>11}   not the same answer: {row['difference']}", flush=True)
+                print(f"{'':>17}   not the same answer: {row['difference']}", flush=True)
 
         print("\nratios", flush=True)
         for label, row in rows.items():

@@ -80,8 +80,8 @@ def meta_rows(index: Index) -> list[tuple[str, str]]:
 def assert_index_complete(env, reference, counts):
     """The index of ``env`` is what one lone scan of the archive makes: each
     file once with the ranges of ``reference``, the row ``counts`` of
-    :meth:`Index.counts`, one schema version row (the current one) and one
-    generation row."""
+    :meth:`Index.counts`, one schema version row (the current one), one
+    generation row and the bound on a file's length."""
     from sisock.g3.index import SCHEMA_VERSION
 
     index = open_index(env)
@@ -89,7 +89,7 @@ def assert_index_complete(env, reference, counts):
         assert snapshot(index) == reference
         assert index.counts() == counts
         rows = meta_rows(index)
-        assert [name for name, _ in rows] == ["generation", "schema_version"], rows
+        assert [name for name, _ in rows] == ["generation", "longest_us", "schema_version"], rows
         assert dict(rows)["schema_version"] == str(SCHEMA_VERSION)
     finally:
         index.dispose()

@@ -106,7 +106,7 @@ def meta_rows(url) -> list[tuple[str, str]]:
 
 def assert_fresh_index(url):
     rows = meta_rows(url)
-    assert [name for name, _ in rows] == ["generation", "schema_version"], rows
+    assert [name for name, _ in rows] == ["generation", "longest_us", "schema_version"], rows
     assert dict(rows)["schema_version"] == str(g3_index.SCHEMA_VERSION)
     engine = sa.create_engine(url)
     try:
