@@ -19,6 +19,8 @@
    over 1 h, 6 h and 24 h half-way back through the archive: cold (first
    request to a fresh g3-reader process) and warm (median), with the
    injected spikes visible in each.
+   Warm figures wait until the reader has settled (its background
+   prefetch done, under 2 % of a core for half a second).
 4. The same answers computed in process, without router or HTTP: a
    G3Reader over the same index (``answer_get_data``), encoded the way the
    bridge encodes them; ratios HTTP / in process, cold / warm, 365 d / 7 d.
@@ -573,6 +575,30 @@ def first_difference(http: list, local: list) -> str:
     return "same series, other keys differ"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, idle: float = 0.5, most: float = 120.0) -> float:
+    """Wait until the process has used under 2 % of a core for ``idle``
+    seconds (a fresh reader finishes its prefetch in the background after
+    joining): warm figures are of a reader with nothing else to do, not
+    of one still reading the newest files. Returns the seconds waited."""
+    t0 = time.monotonic()
+    used, since = cpu_seconds(pid), time.monotonic()
+    while time.monotonic() - t0 < most:
+        time.sleep(0.1)
+        now = cpu_seconds(pid)
+        if now - used > 0.02 * idle:
+            used, since = now, time.monotonic()
+        elif time.monotonic() - since >= idle:
+            break
+    return time.monotonic() - t0
+
+
 def run_panel(stack: Stack, inproc: InProcess, names, provs, a, b, expect, runs, cold_runs=3):
     """One panel: HTTP cold (median over ``cold_runs`` fresh readers: one
     cold request on this machine varies by 2-4x) and warm, in process
@@ -587,6 +613,7 @@ def run_panel(stack: Stack, inproc: InProcess, names, provs, a, b, expect, runs,
         colds.append(time.perf_counter() - t0)
     row["cold"] = statistics.median(colds)
     row["colds"] = colds
+    row["settled"] = settle(stack.reader.pid)
     row["warm"] = median_time(lambda: stack.post("/query", body), runs, warmup=2)
     answer = stack.post("/query", body).json()
     row["points"] = sum(len(s["datapoints"]) for s in answer)
@@ -735,7 +762,8 @@ def main():
                   f"{ms(row.get('in_warm')):>8} {'—' if http_in is None else f'{http_in:.2f}x':>8} "
                   f"{cold_warm:8.2f}x {row['points']:7d} {seen:6d} of {injected:<5d} "
                   f"{ {True: 'yes', False: 'NO', None: '—'}[row.get('same')]:>5}", flush=True)
-            print(f"{'':>17}   cold runs: {', '.join(ms(c) for c in row['colds'])}", flush=True)
+            print(f"{'':>17}   cold runs: {', '.join(ms(c) for c in row['colds'])}; warm after the reader "
+                  f"settled ({row['settled']:.1f} s)", flush=True)
             if row.get("difference"):
                 print(f"{'':>17}   not the same answer: {row['difference']}", flush=True)
 
