@@ -87,7 +87,8 @@ def assert_index_complete(env, reference, counts):
     index = open_index(env)
     try:
         assert snapshot(index) == reference
-        assert index.counts() == counts
+        got = index.counts()
+        assert got == counts, (got, counts)
         rows = meta_rows(index)
         assert [name for name, _ in rows] == ["generation", "longest_us", "schema_version"], rows
         assert dict(rows)["schema_version"] == str(SCHEMA_VERSION)

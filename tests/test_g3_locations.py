@@ -80,9 +80,11 @@ def test_an_index_of_schema_3_gets_the_bound_from_what_it_holds(index_env):
     index = open_index(index_env)
     try:
         index.replace_files(scanned)
-        with index.engine.begin() as conn:  # as schema 3 left it: no bound row
+        with index.engine.begin() as conn:  # as schema 3 left it: no bound row, an index on start alone
             conn.execute(g3_index.meta.delete().where(g3_index.meta.c.name == LONGEST))
             conn.execute(g3_index.meta.update().where(g3_index.meta.c.name == "schema_version").values(value="3"))
+        with index.engine.begin() as conn:
+            conn.execute(sa.text("CREATE INDEX ix_fields_start ON fields (start)"))  # not through the schema's metadata
     finally:
         index.dispose()
     index = open_index(index_env)  # upgrades
@@ -91,6 +93,7 @@ def test_an_index_of_schema_3_gets_the_bound_from_what_it_holds(index_env):
             rows = dict(conn.execute(sa.select(g3_index.meta.c.name, g3_index.meta.c.value)).all())
         assert rows["schema_version"] == str(g3_index.SCHEMA_VERSION) == "4"
         assert int(rows[LONGEST]) == max(b - a for _, _, a, b in spans)
+        assert "ix_fields_start" not in {i["name"] for i in sa.inspect(index.engine).get_indexes("fields")}
         names = sorted({name for name, *_ in spans})
         for t0 in range(0, 240 * HOUR_US, 5 * HOUR_US):
             assert _found(index, names, t0, t0 + 60_000_000) == _expected(spans, names, t0, t0 + 60_000_000)

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -82,10 +83,10 @@ fields = sa.Table(
     # Samples of the field in the file: how a reader sizes an answer before reading.
     sa.Column("samples", sa.BigInteger, nullable=False, server_default="0"),
     # "Which files overlap [t0, t1] for these fields": equality on the name,
-    # then a range on the end time; (name, start) finds a name's latest file.
+    # then a range on the start time, bounded on both sides (see LONGEST);
+    # the same index finds a name's first and latest file.
     sa.Index("ix_fields_name_end", "description_id", "end"),
     sa.Index("ix_fields_name_start", "description_id", "start"),
-    sa.Index("ix_fields_start", "start"),
 )
 
 
@@ -115,11 +116,15 @@ rollups = sa.Table(
 #: Chunks of a provider whose rollups must be rebuilt: written in the same
 #: transaction as the file that changed them (whose rollups it deletes), so
 #: a scanner killed before rebuilding leaves work, never a stale rollup.
+#: ``mark`` changes at every such write: a rebuild removes the row only if
+#: it still has the mark the rebuild read before reading the summaries, so
+#: a file stored meanwhile by another scanner leaves its chunk to do.
 rollup_todo = sa.Table(
     "rollup_todo", metadata,
     sa.Column("provider", sa.String(255), primary_key=True),
     sa.Column("level", sa.Integer, primary_key=True),
     sa.Column("chunk", sa.BigInteger, primary_key=True),
+    sa.Column("mark", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 
@@ -505,6 +510,30 @@ def _rollups_touched(spans: Mapping[str, tuple[int, int]], ids: Mapping[str, set
     names = set().union(*ids.values()) if ids else set()
     stale = {(name, level, chunk) for name in names for level, span in chunks.items() for chunk in span}
     return todo, stale
+
+
+def _upsert_todo(conn):
+    """An INSERT of ``rollup_todo`` rows that sets the mark of a row already there."""
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+
+        statement = insert(rollup_todo)
+        return statement.on_conflict_do_update(index_elements=["provider", "level", "chunk"],
+                                               set_={"mark": statement.excluded.mark})
+    from sqlalchemy.dialects.mysql import insert
+
+    statement = insert(rollup_todo)
+    return statement.on_duplicate_key_update(mark=statement.inserted.mark)
+
+
+def _todo_marks(conn, ranges: Mapping[str, tuple[int, int]]) -> dict[tuple[str, int, int], int]:
+    """``{(provider, level, chunk): mark}`` of the rows to do of these providers."""
+    out = {}
+    for part in _chunks(sorted(ranges)):
+        out.update(((p, lv, c), m) for p, lv, c, m in conn.execute(
+            sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk, rollup_todo.c.mark)
+            .where(rollup_todo.c.provider.in_(part))))
+    return out
 
 
 def _or_batches(terms):
@@ -926,14 +955,14 @@ class Index:
         ``stale`` (:func:`_rollups_touched`), in the files' transaction."""
         if not todo:
             return
-        providers = sorted({p for p, _, _ in todo})
-        known = set()
-        for part in _chunks(providers):
-            known.update(conn.execute(sa.select(rollup_todo.c.provider, rollup_todo.c.level, rollup_todo.c.chunk)
-                                      .where(rollup_todo.c.provider.in_(part))).all())
-        fresh = sorted(todo - known)
-        if fresh:
-            conn.execute(rollup_todo.insert(), [{"provider": p, "level": lv, "chunk": c} for p, lv, c in fresh])
+        # Written whether or not the row is there (a fresh mark either way):
+        # deciding from what this transaction's snapshot showed let a rebuild
+        # by another scanner, committed meanwhile, take the row away with
+        # rollups that lacked this file, leaving neither.
+        mark = secrets.randbits(62)
+        rows = [{"provider": p, "level": lv, "chunk": c, "mark": mark} for p, lv, c in sorted(todo)]
+        for i in range(0, len(rows), _CHUNK):
+            conn.execute(_upsert_todo(conn), rows[i:i + _CHUNK])
         self._delete_rollups(conn, stale)
 
     @staticmethod
@@ -995,6 +1024,9 @@ class Index:
             old_lo, old_hi = ranges.get(provider, (lo, hi))
             ranges[provider] = (min(lo, old_lo), max(hi, old_hi))
         with self.engine.begin() as conn:
+            # The marks first: this read fixes the snapshot the summaries
+            # are read in, so a mark seen here is one whose files they hold.
+            marks = _todo_marks(conn, ranges)
             # The ids first (of all of a provider's chunks at once), then
             # their summaries by key: as one statement with a subquery,
             # MariaDB may scan every summary (blobs and all) instead.
@@ -1025,12 +1057,13 @@ class Index:
             self._delete_rollups(conn, stale)
             for part in _byte_chunks(rows):
                 conn.execute(rollups.insert().execution_options(**{BINARY: True}), part)
-            by_key: dict[tuple[str, int], list] = {}
-            for provider, level, chunk in done:
-                by_key.setdefault((provider, level), []).append(chunk)
+            by_key: dict[tuple[str, int, int], list] = {}
+            for key in done:
+                if key in marks:
+                    by_key.setdefault((key[0], key[1], marks[key]), []).append(key[2])
             for part in _or_batches([(len(chunks), rollup_todo.c.provider == provider, rollup_todo.c.level == level,
-                                      rollup_todo.c.chunk.in_(chunks))
-                                     for (provider, level), whole in sorted(by_key.items())
+                                      rollup_todo.c.mark == mark, rollup_todo.c.chunk.in_(chunks))
+                                     for (provider, level, mark), whole in sorted(by_key.items())
                                      for chunks in _chunks(whole)]):
                 conn.execute(rollup_todo.delete().where(part))
             self._bump(conn)
@@ -1223,8 +1256,19 @@ def _add_index(index: sa.Index):
     return step
 
 
+def _drop_index(table: str, name: str):
+    """A step dropping an index if it is there."""
+    def step(conn):
+        if name in {i["name"] for i in sa.inspect(conn).get_indexes(table)}:
+            on = f" ON {table}" if conn.dialect.name in ("mysql", "mariadb") else ""
+            conn.execute(sa.text(f"DROP INDEX {name}{on}"))
+    return step
+
+
 #: Schema 4 adds the :data:`LONGEST` row, from the feeds stored (set-up
-#: writes it with the other meta rows); nothing is rescanned.
+#: writes it with the other meta rows) and ``rollup_todo.mark``, and drops
+#: the index of field rows on their start alone, which no query uses any
+#: more and every stored field row paid for; nothing is rescanned.
 MIGRATIONS: dict[int, list] = {
     2: ["UPDATE files SET size = -1"],
     3: [
@@ -1236,6 +1280,7 @@ MIGRATIONS: dict[int, list] = {
         "DELETE FROM summaries",
         "UPDATE files SET size = -1",
     ],
+    4: [_add_column("rollup_todo", "mark", "BIGINT NOT NULL DEFAULT 0"), _drop_index("fields", "ix_fields_start")],
 }
 
 
