@@ -1024,8 +1024,10 @@ class Index:
             old_lo, old_hi = ranges.get(provider, (lo, hi))
             ranges[provider] = (min(lo, old_lo), max(hi, old_hi))
         with self.engine.begin() as conn:
-            # The marks first: this read fixes the snapshot the summaries
-            # are read in, so a mark seen here is one whose files they hold.
+            # The marks first, so the summaries read after them hold at
+            # least the files of each mark seen: on MariaDB this read fixes
+            # the transaction's snapshot; where reads see the newest data
+            # (SQLite's, outside a write), they are newer still.
             marks = _todo_marks(conn, ranges)
             # The ids first (of all of a provider's chunks at once), then
             # their summaries by key: as one statement with a subquery,
