@@ -980,8 +980,11 @@ class G3Reader(DataNodeServer):
         return threads.deferToThread(self.archive.refresh_generation).addErrback(lambda _failure: None)
 
     def _generation(self):
+        # The value the refresh loop keeps (under GENERATION_TTL old), not a
+        # read of its own; a database away long enough for it to age is
+        # read, and reported, here.
         with self._index_errors():
-            return self.archive.index.generation()
+            return self.archive.fresh_generation()
 
     @inlineCallbacks
     def _check_index(self):
