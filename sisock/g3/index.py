@@ -30,7 +30,7 @@ from sisock.backoff import Backoff
 from sisock.g3.summary import CHUNK_BUCKETS, ROLLUP_LEVELS, SAMPLES_LEVEL, Summary
 from sisock.g3.summary import rollup as build_rollup
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OK, PARTIAL, ERROR = "ok", "partial", "error"
 
 metadata = sa.MetaData()
@@ -64,6 +64,8 @@ feeds = sa.Table(
     sa.Column("start", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("end", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_feeds_description_start", "description", "start"),
+    # The files of a time range, whatever their providers (see Index.kinds).
+    sa.Index("ix_feeds_start", "start"),
 )
 description = sa.Table(
     "description", metadata,
@@ -370,6 +372,10 @@ _CHUNK = 500
 
 #: Rows of small values in one INSERT (a few hundred kB of SQL).
 _INSERT_ROWS = 5000
+#: Most files-by-provider (``feeds`` rows) a window of :meth:`Index.kinds`
+#: is answered from, through their field rows; a wider window takes one
+#: pass over all field rows instead.
+WINDOW_FEEDS = 5000
 _FIELD_COLUMNS = ("feed_id", "description_id", "field", "start", "end", "samples")
 
 
@@ -1133,17 +1139,37 @@ class Index:
     def kinds(self, start_us: int, end_us: int) -> dict[str, str]:
         """``{full field name: kind}`` of the names with samples overlapping
         ``[start, end]``; kind is ``float``, ``int``, ``bool`` or ``string``."""
-        # One index probe per name (the first of its files in the range will
-        # do), not a scan of every file of every name: a year of files
-        # holds millions of field rows.
+        with self.engine.connect() as conn:
+            earliest = start_us - _longest_bound(conn)
+            window = (sa.select(feeds.c.id)
+                      .where(feeds.c.start >= earliest, feeds.c.start <= end_us, feeds.c.end >= start_us)
+                      .with_hint(feeds, "FORCE INDEX (ix_feeds_start)", "mysql")
+                      .with_hint(feeds, "FORCE INDEX (ix_feeds_start)", "mariadb")
+                      .limit(WINDOW_FEEDS + 1))
+            feed_ids = conn.execute(window).scalars().all()
+            if len(feed_ids) > WINDOW_FEEDS:
+                return self._kinds_by_name(conn, start_us, end_us)
+            ids = set()
+            for chunk in _chunks(sorted(feed_ids)):
+                ids.update(conn.execute(
+                    sa.select(fields.c.description_id).distinct()
+                    .where(fields.c.feed_id.in_(chunk), fields.c.start <= end_us, fields.c.end >= start_us)).scalars())
+            out = {}
+            for chunk in _chunks(sorted(ids)):
+                out.update(conn.execute(sa.select(description.c.description, description.c.kind)
+                                        .where(description.c.id.in_(chunk))).all())
+            return out
+
+    @staticmethod
+    def _kinds_by_name(conn, start_us: int, end_us: int) -> dict[str, str]:
+        """:meth:`kinds` of a window holding much of the archive: one pass
+        over the field rows, cheaper there than going file by file."""
         has_samples = (
             sa.select(fields.c.id)
             .where(fields.c.description_id == description.c.id, fields.c.end >= start_us, fields.c.start <= end_us)
             .exists()
         )
-        query = sa.select(description.c.description, description.c.kind).where(has_samples)
-        with self.engine.connect() as conn:
-            return dict(conn.execute(query).all())
+        return dict(conn.execute(sa.select(description.c.description, description.c.kind).where(has_samples)).all())
 
     def summaries(self, feed_ids: Iterable[int], level: int) -> dict[tuple[int, str], bytes]:
         """``{(feed id, block): blob}`` at ``level`` for the given feeds, or
@@ -1270,7 +1296,9 @@ def _drop_index(table: str, name: str):
 #: Schema 4 adds the :data:`LONGEST` row, from the feeds stored (set-up
 #: writes it with the other meta rows) and ``rollup_todo.mark``, and drops
 #: the index of field rows on their start alone, which no query uses any
-#: more and every stored field row paid for; nothing is rescanned.
+#: more and every stored field row paid for; nothing is rescanned. Schema 5
+#: indexes ``feeds`` on its start: the names of a window come from the
+#: files of that window (:meth:`Index.kinds`); nothing is rescanned.
 MIGRATIONS: dict[int, list] = {
     2: ["UPDATE files SET size = -1"],
     3: [
@@ -1283,6 +1311,7 @@ MIGRATIONS: dict[int, list] = {
         "UPDATE files SET size = -1",
     ],
     4: [_add_column("rollup_todo", "mark", "BIGINT NOT NULL DEFAULT 0"), _drop_index("fields", "ix_fields_start")],
+    5: [_add_index(next(i for i in feeds.indexes if i.name == "ix_feeds_start"))],
 }
 
 
