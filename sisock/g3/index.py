@@ -370,15 +370,12 @@ def _insert_tuples(conn, table: sa.Table, columns: Sequence[str], rows: list[tup
 _CHUNK = 500
 
 
-#: ``rollup_todo`` rows in one statement (four values each, within SQLite's 999).
-_TODO_ROWS = 200
 #: Rows of small values in one INSERT (a few hundred kB of SQL).
 _INSERT_ROWS = 5000
 #: Most files-by-provider (``feeds`` rows) a window of :meth:`Index.kinds`
 #: is answered from, through their field rows; a wider window takes one
 #: pass over all field rows instead.
 WINDOW_FEEDS = 5000
-_FILE_COLUMNS = ("path", "size", "mtime_ns", "status", "error", "scanned")
 _FIELD_COLUMNS = ("feed_id", "description_id", "field", "start", "end", "samples")
 
 
@@ -521,23 +518,18 @@ def _rollups_touched(spans: Mapping[str, tuple[int, int]], ids: Mapping[str, set
     return todo, stale
 
 
-def _upsert_todo(conn, rows: list[tuple[str, int, int, int]]):
-    """Write ``(provider, level, chunk, mark)`` rows of ``rollup_todo``,
-    setting the mark of a row already there, as SQL text in statements of
-    :data:`_TODO_ROWS` rows (see :func:`_delete_any` for why text)."""
-    quote = conn.dialect.identifier_preparer.quote
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    columns = ", ".join(quote(c) for c in ("provider", "level", "chunk", "mark"))
+def _upsert_todo(conn):
+    """An INSERT of ``rollup_todo`` rows that sets the mark of a row already there."""
     if conn.dialect.name == "sqlite":
-        tail = f" ON CONFLICT ({', '.join(quote(c) for c in ('provider', 'level', 'chunk'))}) " \
-               f"DO UPDATE SET {quote('mark')} = excluded.{quote('mark')}"
-    else:
-        tail = f" ON DUPLICATE KEY UPDATE {quote('mark')} = VALUES({quote('mark')})"
-    one = f"({', '.join([mark] * 4)})"
-    for i in range(0, len(rows), _TODO_ROWS):
-        part = rows[i:i + _TODO_ROWS]
-        conn.exec_driver_sql(f"INSERT INTO {quote(rollup_todo.name)} ({columns}) VALUES "
-                             + ", ".join([one] * len(part)) + tail, tuple(v for row in part for v in row))
+        from sqlalchemy.dialects.sqlite import insert
+
+        statement = insert(rollup_todo)
+        return statement.on_conflict_do_update(index_elements=["provider", "level", "chunk"],
+                                               set_={"mark": statement.excluded.mark})
+    from sqlalchemy.dialects.mysql import insert
+
+    statement = insert(rollup_todo)
+    return statement.on_duplicate_key_update(mark=statement.inserted.mark)
 
 
 def _todo_marks(conn, ranges: Mapping[str, tuple[int, int]]) -> dict[tuple[str, int, int], int]:
@@ -550,38 +542,18 @@ def _todo_marks(conn, ranges: Mapping[str, tuple[int, int]]) -> dict[tuple[str, 
     return out
 
 
-def _delete_any(conn, table: sa.Table, terms):
-    """Delete the rows of ``table`` matching any of ``terms``: each a
-    mapping of column to a value, or to a list of values (``IN``), joined by
-    AND. Terms are joined by OR into statements of about ``_CHUNK`` values,
-    written as SQL text from the schema's names with bound values: built
-    through SQLAlchemy, the conditions of a batch of files (hundreds of
-    lists of names and chunks) cost more than running them."""
-    quote = conn.dialect.identifier_preparer.quote
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    head = f"DELETE FROM {quote(table.name)} WHERE "
-    batch, values = [], []
-
-    def flush():
-        conn.exec_driver_sql(head + " OR ".join(batch), tuple(values))
-        batch.clear()
-        values.clear()
-
-    for term in terms:
-        clauses, mine = [], []
-        for column, value in term.items():
-            if isinstance(value, (list, tuple)):
-                clauses.append(f"{quote(column)} IN ({', '.join([mark] * len(value))})")
-                mine.extend(value)
-            else:
-                clauses.append(f"{quote(column)} = {mark}")
-                mine.append(value)
-        if batch and len(values) + len(mine) > _CHUNK:
-            flush()
-        batch.append("(" + " AND ".join(clauses) + ")")
-        values.extend(mine)
+def _or_batches(terms):
+    """Conditions ``(values, *clauses)`` (the clauses of one joined by AND),
+    joined by OR into as few conditions as keep about ``_CHUNK`` values each."""
+    batch, size = [], 0
+    for values, *clauses in terms:
+        if batch and size + values > _CHUNK:
+            yield sa.or_(*batch)
+            batch, size = [], 0
+        batch.append(sa.and_(*clauses))
+        size += values
     if batch:
-        flush()
+        yield sa.or_(*batch)
 
 
 def chunks_touched(ranges) -> set[tuple[str, int, int]]:
@@ -857,8 +829,9 @@ class Index:
             for part in _chunks([s.path for s in scanned if s.known]):  # a first scan has nothing to delete
                 self._forget(conn, part)
             now = time.time()
-            _insert_tuples(conn, files, _FILE_COLUMNS, [
-                (s.path, s.size, s.mtime_ns, OK if s.error is None else PARTIAL, s.error, now) for s in scanned])
+            conn.execute(files.insert(), [
+                {"path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "status": OK if s.error is None else PARTIAL,
+                 "error": s.error, "scanned": now} for s in scanned])
             file_ids = {}
             for part in _chunks([s.path for s in scanned]):
                 file_ids.update(conn.execute(sa.select(files.c.path, files.c.id).where(files.c.path.in_(part))).all())
@@ -993,7 +966,9 @@ class Index:
         # by another scanner, committed meanwhile, take the row away with
         # rollups that lacked this file, leaving neither.
         mark = secrets.randbits(62)
-        _upsert_todo(conn, [(p, lv, c, mark) for p, lv, c in sorted(todo)])
+        rows = [{"provider": p, "level": lv, "chunk": c, "mark": mark} for p, lv, c in sorted(todo)]
+        for i in range(0, len(rows), _CHUNK):
+            conn.execute(_upsert_todo(conn), rows[i:i + _CHUNK])
         self._delete_rollups(conn, stale)
 
     @staticmethod
@@ -1006,8 +981,11 @@ class Index:
         groups: dict[tuple[int, tuple], list] = {}
         for (level, chunk), ids in names_of.items():
             groups.setdefault((level, tuple(sorted(ids))), []).append(chunk)
-        _delete_any(conn, rollups, [{"level": level, "chunk": sorted(chunks), "description_id": part}
-                                    for (level, ids), chunks in sorted(groups.items()) for part in _chunks(list(ids))])
+        terms = [(len(part) + len(chunks), rollups.c.level == level, rollups.c.chunk.in_(sorted(chunks)),
+                  rollups.c.description_id.in_(part))
+                 for (level, ids), chunks in sorted(groups.items()) for part in _chunks(list(ids))]
+        for condition in _or_batches(terms):
+            conn.execute(rollups.delete().where(condition))
 
     def rollup_work(self) -> list[tuple[str, int, int]]:
         """``(provider, level, chunk)`` whose rollups are to be rebuilt."""
@@ -1091,9 +1069,11 @@ class Index:
             for key in done:
                 if key in marks:
                     by_key.setdefault((key[0], key[1], marks[key]), []).append(key[2])
-            _delete_any(conn, rollup_todo, [{"provider": provider, "level": level, "mark": mark, "chunk": chunks}
-                                            for (provider, level, mark), whole in sorted(by_key.items())
-                                            for chunks in _chunks(whole)])
+            for part in _or_batches([(len(chunks), rollup_todo.c.provider == provider, rollup_todo.c.level == level,
+                                      rollup_todo.c.mark == mark, rollup_todo.c.chunk.in_(chunks))
+                                     for (provider, level, mark), whole in sorted(by_key.items())
+                                     for chunks in _chunks(whole)]):
+                conn.execute(rollup_todo.delete().where(part))
             self._bump(conn)
         return Rebuilt(len(done), len(rows))
 
